@@ -1,0 +1,739 @@
+"""Task registry, loaders for every dataset in ``../shared/data``, and the few-shot split.
+
+A task pairs a *target* domain (few-shot: ``train`` / ``val`` / ``test``) with an optional
+*source* domain (a labelled pool that augmenters and teachers may draw from)::
+
+    from augrl.tasks import load_task
+    task = load_task("rt", shots=40, seed=0)      # data root from AUGRL_DATA
+    task.train, task.val, task.test, task.source  # datasets.Dataset each
+    task.meta                                     # the split, recorded with every result
+
+Datasets have the columns ``text`` (or ``text_a`` / ``text_b`` for pairs), ``label`` (class
+index, or float score for regression), ``idx`` (row number in the loaded target or source
+list, for provenance) and ``domain``.
+
+Few-shot protocol (seeded by ``seed``; the test split does not depend on ``shots``):
+
+1. test: the task's official test split when it has one (sampled down to ``test_size``),
+   else ``test_size`` random rows of the target;
+2. val: the official validation split when there is one, else ``val_size`` random rows of
+   what remains (sampled down to ``val_size`` either way);
+3. train: ``shots`` examples per class from what remains; regression tasks take
+   ``2 * shots`` examples (the same budget as a binary task);
+4. source: the source dataset minus every row that shares a text (lower-cased, whitespace
+   normalised; for pairs, either side) with a validation or test text; the count removed is
+   recorded in ``meta["source_removed"]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from augrl import readers
+from augrl.errors import ConfigError, DataError
+
+KINDS = ("classification", "pair_classification", "regression")
+
+DEFAULT_SHOTS = 40
+DEFAULT_VAL_SIZE = 200
+DEFAULT_TEST_SIZE = 2000
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task is: its kind, labels, metrics and where its data comes from.
+
+    Attributes:
+        name: registry name (``rt``, ``amazon-books``...).
+        kind: ``classification``, ``pair_classification`` or ``regression``.
+        label_names: class names in label-index order (empty for regression).
+        pair: whether an example is a pair of texts (``text_a``, ``text_b``).
+        target: the target dataset, in words.
+        source: the source dataset, in words, or None when the task has none.
+        hub_id: the Hugging Face hub dataset used when no data root is given, or None.
+        description: one line for ``augrl tasks``.
+        val_size: validation rows (rewards and model selection).
+        test_size: at most this many test rows.
+    """
+
+    name: str
+    kind: str
+    label_names: tuple[str, ...] = ()
+    pair: bool = False
+    target: str = ""
+    source: str | None = None
+    hub_id: str | None = None
+    description: str = ""
+    val_size: int = DEFAULT_VAL_SIZE
+    test_size: int = DEFAULT_TEST_SIZE
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ConfigError(f"task {self.name!r}: kind {self.kind!r} is not one of {KINDS}")
+        if self.kind == "regression" and self.label_names:
+            raise ConfigError(f"task {self.name!r}: a regression task has no label names")
+        if self.kind != "regression" and len(self.label_names) < 2:
+            raise ConfigError(f"task {self.name!r}: a classification task needs >= 2 label names")
+
+    @property
+    def is_regression(self) -> bool:
+        return self.kind == "regression"
+
+    @property
+    def num_labels(self) -> int:
+        """Output width of a model head: number of classes, or 1 for regression."""
+        return 1 if self.is_regression else len(self.label_names)
+
+    @property
+    def text_fields(self) -> tuple[str, ...]:
+        return ("text_a", "text_b") if self.pair else ("text",)
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Reported metrics; the first is the headline (model selection, rewards)."""
+        return ("pearson", "spearman") if self.is_regression else ("accuracy", "f1")
+
+    @property
+    def metric(self) -> str:
+        return self.metrics[0]
+
+    def train_size(self, shots: int) -> int:
+        """Number of target training examples for ``shots``."""
+        return 2 * shots if self.is_regression else shots * self.num_labels
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["label_names"] = list(self.label_names)
+        d["metrics"] = list(self.metrics)
+        return d
+
+
+@dataclass
+class RawTask:
+    """Loaded, validated records before splitting.
+
+    ``target`` maps an official split name (``train``, ``validation``, ``test``) or ``all``
+    (no official split) to records with the text field(s), ``label`` and ``domain``.
+    """
+
+    target: dict[str, list[dict]]
+    source: list[dict] = field(default_factory=list)
+
+
+Loader = Callable[[Path | None], RawTask]
+
+
+@dataclass
+class Task:
+    """A loaded task: the spec, the few-shot target splits, the source pool and the split record."""
+
+    spec: TaskSpec
+    train: "datasets.Dataset"  # noqa: F821
+    val: "datasets.Dataset"  # noqa: F821
+    test: "datasets.Dataset"  # noqa: F821
+    source: "datasets.Dataset"  # noqa: F821
+    meta: dict
+
+    def __repr__(self) -> str:
+        return (
+            f"Task({self.spec.name!r}, train={len(self.train)}, val={len(self.val)}, "
+            f"test={len(self.test)}, source={len(self.source)})"
+        )
+
+
+_REGISTRY: dict[str, tuple[TaskSpec, Loader]] = {}
+
+
+def register_task(spec: TaskSpec, loader: Loader, overwrite: bool = False) -> TaskSpec:
+    """Add a task to the registry.
+
+    Args:
+        spec: the task's description.
+        loader: ``loader(data_root) -> RawTask``; ``data_root`` is None when no data root was
+            given (built-in tasks then fall back to the Hugging Face hub).
+        overwrite: replace an existing task of the same name.
+    """
+    if spec.name in _REGISTRY and not overwrite:
+        raise ConfigError(f"task {spec.name!r} is already registered; pass overwrite=True to replace it")
+    _REGISTRY[spec.name] = (spec, loader)
+    return spec
+
+
+def task_names() -> list[str]:
+    return list(_REGISTRY)
+
+
+def get_spec(name: str) -> TaskSpec:
+    """The spec of a registered task, or of a task YAML file."""
+    return _resolve(name)[0]
+
+
+def _resolve(name: str) -> tuple[TaskSpec, Loader]:
+    if name.endswith((".yaml", ".yml")):
+        return task_from_yaml(name)
+    if name not in _REGISTRY:
+        raise ConfigError(
+            f"unknown task {name!r}. Known tasks: {', '.join(_REGISTRY)}; "
+            "or pass the path of a task YAML file (see README, 'Your own data')"
+        )
+    return _REGISTRY[name]
+
+
+def resolve_data_dir(data_dir: str | Path | None = None) -> Path | None:
+    """The data root: ``data_dir`` if given, else ``$AUGRL_DATA``, else None (use the hub)."""
+    chosen = data_dir if data_dir is not None else os.environ.get("AUGRL_DATA") or None
+    if chosen is None:
+        return None
+    root = Path(chosen).expanduser()
+    if not root.is_dir():
+        origin = "--data-dir" if data_dir is not None else "AUGRL_DATA"
+        raise DataError(
+            f"data root {str(root)!r} (from {origin}) is not a folder",
+            "point it at the folder holding sst2/, rt/, cikm/... (this checkout: ../shared/data)",
+        )
+    return root
+
+
+def load_raw(name: str, data_dir: str | Path | None = None) -> tuple[TaskSpec, RawTask]:
+    """Load and validate all of a task's records, without splitting."""
+    spec, loader = _resolve(name)
+    return spec, loader(resolve_data_dir(data_dir))
+
+
+def load_task(
+    name: str,
+    shots: int = DEFAULT_SHOTS,
+    seed: int = 0,
+    data_dir: str | Path | None = None,
+    val_size: int | None = None,
+    test_size: int | None = None,
+) -> Task:
+    """Load a task and draw its seeded few-shot split (see the module docstring).
+
+    Args:
+        name: a registered task name or the path of a task YAML file.
+        shots: target training examples per class (regression: ``2 * shots`` examples).
+        seed: split seed; the same seed gives the same split.
+        data_dir: data root; default ``$AUGRL_DATA``; with neither, the Hugging Face hub.
+        val_size, test_size: override the spec's sizes.
+    """
+    if shots < 1:
+        raise ConfigError(f"shots must be >= 1, got {shots}")
+    spec, raw = load_raw(name, data_dir)
+    return split_task(spec, raw, shots=shots, seed=seed, val_size=val_size, test_size=test_size)
+
+
+# --------------------------------------------------------------------------- splitting
+
+
+def normalize_text(text: str) -> str:
+    """Lower-case and collapse whitespace: the key for source/target de-duplication."""
+    return " ".join(text.lower().split())
+
+
+def _texts_of(rec: dict, spec: TaskSpec) -> list[str]:
+    return [rec[f] for f in spec.text_fields]
+
+
+def _digest(indices: list[int]) -> str:
+    return hashlib.sha1(",".join(map(str, indices)).encode()).hexdigest()[:12]
+
+
+def split_task(
+    spec: TaskSpec,
+    raw: RawTask,
+    shots: int = DEFAULT_SHOTS,
+    seed: int = 0,
+    val_size: int | None = None,
+    test_size: int | None = None,
+) -> Task:
+    """Apply the few-shot protocol of the module docstring to loaded records."""
+    val_size = spec.val_size if val_size is None else val_size
+    test_size = spec.test_size if test_size is None else test_size
+    rng = np.random.default_rng(seed)
+    target = raw.target
+
+    def sample(rows: list[dict], k: int) -> list[dict]:
+        order = rng.permutation(len(rows))[: min(k, len(rows))]
+        return [rows[i] for i in order]
+
+    if "all" in target:
+        pool = [dict(r, idx=i) for i, r in enumerate(target["all"])]
+        order = rng.permutation(len(pool))
+        test = [pool[i] for i in order[:test_size]]
+        rest = [pool[i] for i in order[test_size:]]
+        test_from = "random"
+    else:
+        train_rows = [dict(r, idx=i) for i, r in enumerate(target.get("train", []))]
+        offset = len(train_rows)
+        test_rows = [dict(r, idx=offset + i) for i, r in enumerate(target["test"])]
+        test = sample(test_rows, test_size)
+        rest = [train_rows[i] for i in rng.permutation(len(train_rows))]
+        test_from = "official test"
+    if "validation" in target:
+        offset = len(target.get("train", [])) + len(target.get("test", []))
+        val = sample([dict(r, idx=offset + i) for i, r in enumerate(target["validation"])], val_size)
+        val_from = "official validation"
+    else:
+        val, rest = rest[:val_size], rest[val_size:]
+        val_from = "random"
+
+    if spec.is_regression:
+        need = spec.train_size(shots)
+        if len(rest) < need:
+            raise DataError(
+                f"task {spec.name!r} needs {need} training rows for shots={shots} but only "
+                f"{len(rest)} remain after the test and validation splits",
+                "lower --shots, val_size or test_size, or add data",
+            )
+        train = rest[:need]
+    else:
+        train = []
+        for label in range(spec.num_labels):
+            of_class = [r for r in rest if r["label"] == label][:shots]
+            if len(of_class) < shots:
+                raise DataError(
+                    f"task {spec.name!r}: class {spec.label_names[label]!r} has only "
+                    f"{len(of_class)} rows left for training, {shots} asked for",
+                    "lower --shots, val_size or test_size, or add data",
+                )
+            train.extend(of_class)
+        train = [train[i] for i in rng.permutation(len(train))]
+
+    held_out = {normalize_text(t) for r in val + test for t in _texts_of(r, spec)}
+    source, removed = [], 0
+    for i, r in enumerate(raw.source):
+        if any(normalize_text(t) in held_out for t in _texts_of(r, spec)):
+            removed += 1
+        else:
+            source.append(dict(r, idx=i))
+
+    meta = {
+        "task": spec.name,
+        "seed": seed,
+        "shots": shots,
+        "sizes": {"train": len(train), "val": len(val), "test": len(test), "source": len(source)},
+        "test_from": test_from,
+        "val_from": val_from,
+        "source_removed": removed,
+        "source_total": len(raw.source),
+        "index_hash": {
+            name: _digest([r["idx"] for r in rows])
+            for name, rows in (("train", train), ("val", val), ("test", test))
+        },
+    }
+    return Task(
+        spec=spec,
+        train=_to_dataset(train, spec),
+        val=_to_dataset(val, spec),
+        test=_to_dataset(test, spec),
+        source=_to_dataset(source, spec),
+        meta=meta,
+    )
+
+
+def _to_dataset(rows: list[dict], spec: TaskSpec):
+    import datasets
+
+    columns = list(spec.text_fields) + ["label", "idx", "domain"]
+    data = {c: [r[c] for r in rows] for c in columns}
+    features = datasets.Features(
+        {
+            **{f: datasets.Value("string") for f in spec.text_fields},
+            "label": datasets.Value("float32")
+            if spec.is_regression
+            else datasets.ClassLabel(names=list(spec.label_names)),
+            "idx": datasets.Value("int64"),
+            "domain": datasets.Value("string"),
+        }
+    )
+    return datasets.Dataset.from_dict(data, features=features)
+
+
+# --------------------------------------------------------------------------- record checks
+
+
+def _check_text(rec: dict, field_name: str) -> str:
+    value = rec.get(field_name)
+    if value is None or not str(value).strip():
+        raise DataError(
+            f"empty text in field {field_name!r}",
+            "remove the row or fill in the text",
+            rec.get("_file"),
+            rec.get("_line"),
+        )
+    return " ".join(str(value).split())
+
+
+def _label_index(value, label_names: tuple[str, ...], rec: dict, column: str = "label") -> int:
+    key = str(value).strip()
+    if key in label_names:
+        return label_names.index(key)
+    raise DataError(
+        f"unknown label {key!r} in column {column!r}; expected one of {list(label_names)}",
+        "correct the label or list it under 'labels' in the task",
+        rec.get("_file"),
+        rec.get("_line"),
+    )
+
+
+def _score(value, rec: dict, column: str = "label") -> float:
+    try:
+        score = float(value)
+    except (TypeError, ValueError):
+        score = float("nan")
+    if not np.isfinite(score):
+        raise DataError(
+            f"regression score {value!r} in column {column!r} is not a finite number",
+            "write a number such as 3.5",
+            rec.get("_file"),
+            rec.get("_line"),
+        )
+    return score
+
+
+def _single(rec: dict, text: str, label, domain: str) -> dict:
+    return {"text": text, "label": label, "domain": domain, "_file": rec.get("_file"), "_line": rec.get("_line")}
+
+
+def _pair(rec: dict, a: str, b: str, label, domain: str) -> dict:
+    return {"text_a": a, "text_b": b, "label": label, "domain": domain, "_file": rec.get("_file"), "_line": rec.get("_line")}
+
+
+# --------------------------------------------------------------------------- built-in loaders
+
+SENTIMENT = ("negative", "positive")
+PARAPHRASE = ("not_paraphrase", "paraphrase")
+ENTAILMENT = ("entailment", "not_entailment")
+AMAZON_DOMAINS = ("books", "dvd", "electronics")
+
+
+def _hub(path: str, name: str | None = None):
+    """Load a hub dataset, turning network failures into a clear error."""
+    import datasets
+
+    try:
+        return datasets.load_dataset(path, name)
+    except Exception as err:  # any hub/network failure
+        raise DataError(
+            f"no data root was given and loading {path}{'/' + name if name else ''} from the "
+            f"Hugging Face hub failed ({type(err).__name__}: {str(err)[:200]})",
+            "set AUGRL_DATA or pass --data-dir (this checkout's data is in ../shared/data)",
+        ) from None
+
+
+def _hub_rows(dataset, splits, spec_fields: tuple[str, ...], columns: tuple[str, ...], domain: str):
+    rows = []
+    for split in splits:
+        for i, r in enumerate(dataset[split]):
+            if r["label"] < 0:  # GLUE test splits carry no labels
+                continue
+            rec = {"_file": f"hub:{split}", "_line": i + 1}
+            texts = [_check_text({**rec, c: r[c]}, c) for c in columns]
+            rows.append(dict(zip(spec_fields, texts), label=int(r["label"]), domain=domain, **rec))
+    return rows
+
+
+def _no_hub(dataset: str) -> RawTask:
+    raise DataError(
+        f"no data root was given and {dataset} has no Hugging Face hub copy augrl can use",
+        "set AUGRL_DATA or pass --data-dir (this checkout's data is in ../shared/data)",
+    )
+
+
+def _read_sst2(root: Path, split: str = "train") -> list[dict]:
+    rows = readers.read_tsv_plain(root / "sst2" / f"{split}.tsv", columns=("text", "label"))
+    return [_single(r, _check_text(r, "text"), _label_index(r["label"], ("0", "1"), r), "sst2") for r in rows]
+
+
+def _sst2_from_hub(split: str) -> list[dict]:
+    return _hub_rows(_hub("stanfordnlp/sst2"), [split], ("text",), ("sentence",), "sst2")
+
+
+def _load_sst2(root: Path | None) -> RawTask:
+    if root is None:
+        return RawTask(target={"train": _sst2_from_hub("train"), "test": _sst2_from_hub("validation")})
+    return RawTask(target={"train": _read_sst2(root, "train"), "test": _read_sst2(root, "dev")})
+
+
+def _load_rt(root: Path | None) -> RawTask:
+    if root is None:
+        hub = _hub("cornell-movie-review-data/rotten_tomatoes")
+        target = _hub_rows(hub, ["train", "validation", "test"], ("text",), ("text",), "rt")
+        return RawTask(target={"all": target}, source=_sst2_from_hub("train"))
+    target = []
+    for label, polarity in enumerate(("neg", "pos")):
+        for r in readers.read_lines(root / "rt" / f"rt-polarity.{polarity}", encoding="latin-1"):
+            target.append(_single(r, r["text"], label, "rt"))
+    return RawTask(target={"all": target}, source=_read_sst2(root, "train"))
+
+
+def _read_mrpc(root: Path, split: str) -> list[dict]:
+    cols = ("Quality", "#1 String", "#2 String")
+    rows = readers.read_tsv_plain(root / "mrpc" / f"{split}.tsv", columns=cols)
+    return [
+        _pair(r, _check_text(r, "#1 String"), _check_text(r, "#2 String"),
+              _label_index(r["Quality"], ("0", "1"), r, "Quality"), "mrpc")
+        for r in rows
+    ]
+
+
+def _load_cikm(root: Path | None) -> RawTask:
+    if root is None:
+        return _no_hub("CIKM AnalytiCup 2018")
+    names = ["en1", "es1", "en2", "es2", "label"]
+    rows = readers.read_tsv_plain(
+        root / "cikm" / "cikm_english_train_20180516.txt", header=False, names=names
+    )
+    target = [
+        _pair(r, _check_text(r, "en1"), _check_text(r, "en2"), _label_index(r["label"], ("0", "1"), r), "cikm")
+        for r in rows
+    ]
+    return RawTask(target={"all": target}, source=_read_mrpc(root, "train") + _read_mrpc(root, "dev"))
+
+
+def _read_rte(root: Path, split: str) -> list[dict]:
+    rows = readers.read_tsv_plain(
+        root / "rte" / f"{split}.tsv",
+        columns=("sentence1", "sentence2", "label"),
+        header=None,
+        names=["index", "sentence1", "sentence2", "label"],
+    )
+    return [
+        _pair(r, _check_text(r, "sentence1"), _check_text(r, "sentence2"), _label_index(r["label"], ENTAILMENT, r), "rte")
+        for r in rows
+    ]
+
+
+def _read_sick(root: Path) -> list[dict]:
+    cols = ("sentence_A", "sentence_B", "entailment_label", "relatedness_score", "SemEval_set")
+    return readers.read_tsv_plain(root / "sick" / "SICK.txt", columns=cols)
+
+
+_SICK_TO_RTE = {"ENTAILMENT": "entailment", "NEUTRAL": "not_entailment", "CONTRADICTION": "not_entailment"}
+
+
+def _load_rte(root: Path | None) -> RawTask:
+    if root is None:
+        return _no_hub("SICK (the source of the rte task)")
+    source = []
+    for r in _read_sick(root):
+        mapped = _SICK_TO_RTE.get(r["entailment_label"])
+        if mapped is None:
+            raise DataError(
+                f"unknown SICK entailment_label {r['entailment_label']!r}",
+                f"expected one of {list(_SICK_TO_RTE)}",
+                r["_file"],
+                r["_line"],
+            )
+        source.append(_pair(r, _check_text(r, "sentence_A"), _check_text(r, "sentence_B"), ENTAILMENT.index(mapped), "sick"))
+    return RawTask(target={"train": _read_rte(root, "train"), "test": _read_rte(root, "val")}, source=source)
+
+
+def _load_sick_relatedness(root: Path | None) -> RawTask:
+    if root is None:
+        return _no_hub("SICK")
+    by_split: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
+    names = {"TRAIN": "train", "TRIAL": "validation", "TEST": "test"}
+    for r in _read_sick(root):
+        split = names.get(r["SemEval_set"].strip())
+        if split is None:
+            raise DataError(
+                f"unknown SemEval_set {r['SemEval_set']!r}", "expected TRAIN, TRIAL or TEST", r["_file"], r["_line"]
+            )
+        score = _score(r["relatedness_score"], r, "relatedness_score")
+        by_split[split].append(_pair(r, _check_text(r, "sentence_A"), _check_text(r, "sentence_B"), score, "sick"))
+    return RawTask(target=by_split)
+
+
+def _amazon_sentiment(root: Path, domain: str) -> list[dict]:
+    rows = []
+    for label, polarity in enumerate(("negative", "positive")):
+        for r in readers.read_amazon_reviews(root / "amazon" / domain / f"{polarity}.review"):
+            rows.append(_single(r, r["text"], label, domain))
+    return rows
+
+
+def _amazon_helpfulness(root: Path, domain: str) -> list[dict]:
+    rows = []
+    for polarity in ("negative", "positive"):
+        for r in readers.read_amazon_reviews(root / "amazon" / domain / f"{polarity}.review"):
+            if r["helpful_total"]:  # empty field or 0 votes: no ratio
+                rows.append(_single(r, r["text"], r["helpful_yes"] / r["helpful_total"], domain))
+    return rows
+
+
+def _amazon_loader(domain: str, read: Callable[[Path, str], list[dict]]) -> Loader:
+    def load(root: Path | None) -> RawTask:
+        if root is None:
+            return _no_hub("the Blitzer et al. multi-domain Amazon reviews")
+        source = [row for other in AMAZON_DOMAINS if other != domain for row in read(root, other)]
+        return RawTask(target={"all": read(root, domain)}, source=source)
+
+    return load
+
+
+def _register_builtins() -> None:
+    register_task(
+        TaskSpec("rt", "classification", SENTIMENT, target="RT movie-review polarity", source="SST-2 train",
+                 hub_id="cornell-movie-review-data/rotten_tomatoes",
+                 description="movie-review sentence sentiment; source SST-2 (built from RT snippets)"),
+        _load_rt,
+    )
+    register_task(
+        TaskSpec("sst2", "classification", SENTIMENT, target="SST-2 (test = GLUE dev)", hub_id="stanfordnlp/sst2",
+                 description="SST-2 on its own, no source"),
+        _load_sst2,
+    )
+    register_task(
+        TaskSpec("cikm", "pair_classification", PARAPHRASE, pair=True, target="CIKM AnalytiCup 2018 English pairs",
+                 source="MRPC train+dev", description="customer-service question paraphrase; source MRPC"),
+        _load_cikm,
+    )
+    register_task(
+        TaskSpec("rte", "pair_classification", ENTAILMENT, pair=True, target="RTE (test = GLUE val)",
+                 source="SICK (entailment vs not)",
+                 description="textual entailment; source SICK mapped to entailment / not"),
+        _load_rte,
+    )
+    for domain in AMAZON_DOMAINS:
+        others = "+".join(d for d in AMAZON_DOMAINS if d != domain)
+        register_task(
+            TaskSpec(f"amazon-{domain}", "classification", SENTIMENT, target=f"Amazon {domain} reviews",
+                     source=f"Amazon {others} reviews", test_size=1000,
+                     description=f"{domain} review sentiment; source: other domains"),
+            _amazon_loader(domain, _amazon_sentiment),
+        )
+        register_task(
+            TaskSpec(f"helpful-{domain}", "regression", target=f"Amazon {domain} helpfulness (x of y votes)",
+                     source=f"Amazon {others} helpfulness", test_size=800,
+                     description=f"{domain} review helpfulness ratio; reviews without votes are left out"),
+            _amazon_loader(domain, _amazon_helpfulness),
+        )
+    register_task(
+        TaskSpec("sick-relatedness", "regression", pair=True, target="SICK relatedness (1-5)",
+                 description="sentence-pair relatedness score; official TRAIN/TRIAL/TEST, no source"),
+        _load_sick_relatedness,
+    )
+
+
+_register_builtins()
+
+
+# --------------------------------------------------------------------------- users' YAML tasks
+
+_YAML_KEYS = {"name", "kind", "text", "label", "labels", "target", "source", "val_size", "test_size", "description"}
+_SPLIT_KEYS = {"train", "validation", "test", "all"}
+
+
+def task_from_yaml(path: str | Path) -> tuple[TaskSpec, Loader]:
+    """Read a task YAML file (format in the README, 'Your own data').
+
+    Example::
+
+        name: my-reviews
+        kind: classification          # or pair_classification, regression
+        text: review                  # pairs: [question1, question2]
+        label: stars
+        labels: [bad, good]           # optional; default: sorted distinct values
+        target: {train: train.csv, test: test.csv}   # or {all: reviews.jsonl}
+        source: {all: other_domain.csv}              # optional
+
+    File paths are relative to the YAML file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError("task file not found", "check the path given to --task", path)
+    try:
+        cfg = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        raise DataError(f"invalid YAML: {err}", "fix the YAML syntax", path, None if line is None else line + 1) from None
+    if not isinstance(cfg, dict):
+        raise DataError("a task file must be a YAML mapping", "see README, 'Your own data'", path)
+
+    def fail(problem: str, fix: str) -> DataError:
+        return DataError(problem, fix, path)
+
+    unknown = set(cfg) - _YAML_KEYS
+    if unknown:
+        raise fail(f"unknown field(s) {sorted(unknown)}", f"use only {sorted(_YAML_KEYS)}")
+    for key in ("kind", "text", "label", "target"):
+        if key not in cfg:
+            raise fail(f"missing field {key!r}", "see README, 'Your own data'")
+    kind = cfg["kind"]
+    if kind not in KINDS:
+        raise fail(f"field 'kind' is {kind!r}", f"use one of {list(KINDS)}")
+    text_cols = cfg["text"] if isinstance(cfg["text"], list) else [cfg["text"]]
+    pair = len(text_cols) == 2
+    if len(text_cols) not in (1, 2) or (kind == "pair_classification" and not pair):
+        raise fail(f"field 'text' names {len(text_cols)} column(s)", "name one column, or two for a pair task")
+
+    def split_files(key: str) -> dict[str, Path]:
+        files = cfg.get(key) or {}
+        if isinstance(files, str):
+            files = {"all": files}
+        if not isinstance(files, dict) or set(files) - _SPLIT_KEYS:
+            raise fail(f"field {key!r} must map {sorted(_SPLIT_KEYS)} to files", "e.g. target: {train: train.csv, test: test.csv}")
+        if key == "target" and "all" not in files and "test" not in files:
+            raise fail("field 'target' needs 'all' or 'test'", "give the whole file as 'all', or official splits")
+        return {k: (path.parent / v) for k, v in files.items()}
+
+    target_files, source_files = split_files("target"), split_files("source")
+    label_col = cfg["label"]
+    labels = cfg.get("labels")
+
+    def read(file: Path) -> list[dict]:
+        rows = readers.read_table(file)
+        for col in text_cols + [label_col]:
+            if rows and col not in rows[0]:
+                raise DataError(
+                    f"column {col!r} not found; columns are {[c for c in rows[0] if not c.startswith('_')]}",
+                    f"fix 'text'/'label' in {path}",
+                    file,
+                    1,
+                )
+        return rows
+
+    raw_target = {k: read(f) for k, f in target_files.items()}
+    raw_source = [r for f in source_files.values() for r in read(f)]
+    if kind != "regression" and labels is None:
+        labels = sorted({str(r[label_col]).strip() for rows in raw_target.values() for r in rows})
+    label_names = tuple(str(x) for x in labels) if kind != "regression" else ()
+    try:
+        spec = TaskSpec(
+            name=str(cfg.get("name", path.stem)),
+            kind=kind,
+            label_names=label_names,
+            pair=pair,
+            target=", ".join(str(f.name) for f in target_files.values()),
+            source=", ".join(str(f.name) for f in source_files.values()) or None,
+            description=str(cfg.get("description", f"user task from {path.name}")),
+            val_size=int(cfg.get("val_size", DEFAULT_VAL_SIZE)),
+            test_size=int(cfg.get("test_size", DEFAULT_TEST_SIZE)),
+        )
+    except ConfigError as err:
+        raise fail(str(err), "see README, 'Your own data'") from None
+
+    def convert(rows: list[dict], domain: str) -> list[dict]:
+        out = []
+        for r in rows:
+            texts = [_check_text(r, c) for c in text_cols]
+            label = _score(r[label_col], r, label_col) if kind == "regression" else _label_index(r[label_col], label_names, r, label_col)
+            out.append(_pair(r, *texts, label, domain) if pair else _single(r, texts[0], label, domain))
+        return out
+
+    def loader(_root: Path | None) -> RawTask:
+        return RawTask(
+            target={k: convert(rows, "target") for k, rows in raw_target.items()},
+            source=convert(raw_source, "source"),
+        )
+
+    return spec, loader
