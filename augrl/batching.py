@@ -1,0 +1,108 @@
+"""Tokenise a task's datasets once, then serve padded batches and batched predictions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+
+from augrl.tasks import TaskSpec
+
+
+@dataclass
+class Encoded:
+    """Token ids of N examples (unpadded) and their labels.
+
+    Attributes:
+        input_ids: N lists of token ids, truncated to the model's maximum.
+        token_type_ids: N lists of segment ids (pairs), or None.
+        labels: (N,) int64 class indices, or float32 scores for regression.
+    """
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    labels: torch.Tensor
+    pad_id: int = 0
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def subset(self, indices) -> "Encoded":
+        idx = [int(i) for i in indices]
+        return Encoded(
+            [self.input_ids[i] for i in idx],
+            None if self.token_type_ids is None else [self.token_type_ids[i] for i in idx],
+            self.labels[idx],
+            self.pad_id,
+        )
+
+    def batch(self, indices, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """Pad the given examples to their longest.
+
+        Returns ``input_ids``, ``attention_mask``, ``token_type_ids`` (B, L), ``labels`` (B,)
+        and ``index`` (B,): positions in this Encoded, for looking up cached teacher outputs.
+        """
+        idx = [int(i) for i in indices]
+        length = max(len(self.input_ids[i]) for i in idx)
+        ids = torch.full((len(idx), length), self.pad_id, dtype=torch.long)
+        types = torch.zeros((len(idx), length), dtype=torch.long)
+        mask = torch.zeros((len(idx), length), dtype=torch.long)
+        for row, i in enumerate(idx):
+            n = len(self.input_ids[i])
+            ids[row, :n] = torch.tensor(self.input_ids[i])
+            mask[row, :n] = 1
+            if self.token_type_ids is not None:
+                types[row, :n] = torch.tensor(self.token_type_ids[i])
+        out = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types,
+               "labels": self.labels[idx], "index": torch.tensor(idx)}
+        return {k: v.to(device) for k, v in out.items()}
+
+
+def encode(dataset, tokenizer, spec: TaskSpec, max_length: int = 128) -> Encoded:
+    """Tokenise a task dataset (``text`` or ``text_a``/``text_b``, ``label``).
+
+    Texts longer than ``max_length`` tokens are truncated (pairs: longest side first), never
+    rejected.
+    """
+    max_length = min(max_length, getattr(tokenizer, "model_max_length", max_length) or max_length)
+    fields = [list(dataset[f]) for f in spec.text_fields]  # datasets 5 returns lazy Columns
+    enc = tokenizer(*fields, truncation=True, max_length=max_length)
+    dtype = torch.float32 if spec.is_regression else torch.long
+    labels = torch.tensor(list(dataset["label"]), dtype=dtype)
+    types = enc.get("token_type_ids") if spec.pair else None
+    return Encoded(enc["input_ids"], types, labels, tokenizer.pad_token_id or 0)
+
+
+def iterate_batches(n: int, batch_size: int, generator: torch.Generator | None = None,
+                    shuffle: bool = True) -> Iterator[torch.Tensor]:
+    """Index batches over ``range(n)``; the last batch may be smaller."""
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    for start in range(0, n, batch_size):
+        yield order[start:start + batch_size]
+
+
+@torch.no_grad()
+def predict(model, data: Encoded, batch_size: int = 128, device: torch.device | str = "cpu",
+            **forward_kwargs) -> torch.Tensor:
+    """Logits of ``model`` on every example, in the original order.
+
+    Examples are grouped by length so that batches carry little padding.
+
+    Returns:
+        (N, num_labels) float32 tensor on the CPU.
+    """
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
+    out: torch.Tensor | None = None
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        b = data.batch(idx, device)
+        logits = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                       token_type_ids=b["token_type_ids"], **forward_kwargs).logits.float().cpu()
+        if out is None:
+            out = torch.empty((len(data), logits.shape[-1]), dtype=torch.float32)
+        out[torch.tensor(idx)] = logits
+    model.train(was_training)
+    return out if out is not None else torch.empty((0, 0))

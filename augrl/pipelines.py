@@ -1,0 +1,198 @@
+"""End-to-end runs: teacher fine-tuning, student fine-tuning and plain knowledge distillation.
+
+Each run loads the task's seeded split, trains with model selection on validation, evaluates
+once on test, and returns a result record (config, split, metrics, sizes, wall time,
+provenance) that the CLI prints and appends to ``results.jsonl``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from augrl import models
+from augrl.batching import Encoded, encode
+from augrl.config import ConfigMixin
+from augrl.errors import ConfigError
+from augrl.kd.cache import TeacherCache
+from augrl.results import provenance
+from augrl.runtime import seed_everything, select_device
+from augrl.tasks import Task, load_task
+from augrl.training import FitResult, TrainConfig, evaluate, fit
+
+
+@dataclass
+class RunConfig(ConfigMixin):
+    """Everything that decides a fine-tuning or distillation run (saved with its result).
+
+    Attributes:
+        task: registered task name or task YAML path.
+        shots, seed: the few-shot split (see :mod:`augrl.tasks`); ``seed`` also seeds training.
+        data_dir: data root (default ``$AUGRL_DATA``, else the hub).
+        teacher: encoder of the teacher (``minilm``, a hub name or a folder).
+        student: ``transformer`` (layers of ``student_init``), ``bilstm`` or ``textcnn``.
+        student_init: encoder the student is made from (default: the shipped MiniLM).
+        student_layers: number of encoder layers the transformer student keeps (the first ones).
+        objective: KD loss weights (registry names) for ``distill``.
+        temperature: softmax temperature of ``dark_ce``.
+        teacher_train, student_train: optimisation settings of each stage.
+        device: ``auto``, ``cpu``, ``cuda``...
+    """
+
+    task: str = "rt"
+    shots: int = 40
+    seed: int = 0
+    data_dir: str | None = None
+    teacher: str = models.DEFAULT_MODEL
+    student: str = "transformer"
+    student_init: str = models.DEFAULT_MODEL
+    student_layers: int = 2
+    objective: dict = field(default_factory=lambda: {"dark_ce": 1.0, "hard_ce": 1.0})
+    temperature: float = 2.0
+    teacher_train: TrainConfig = field(default_factory=TrainConfig)
+    student_train: TrainConfig = field(default_factory=TrainConfig)
+    device: str = "auto"
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> "RunConfig":
+        data = dict(data)
+        for key in ("teacher_train", "student_train"):
+            if isinstance(data.get(key), dict):
+                data[key] = TrainConfig.from_dict(data[key], source=f"{source}: {key}")
+        return super().from_dict(data, source)
+
+    def with_max_steps(self, max_steps: int | None) -> "RunConfig":
+        """Cap both stages at ``max_steps`` optimiser steps (smoke runs)."""
+        if max_steps is None:
+            return self
+        return dataclasses.replace(self, teacher_train=self.teacher_train.replace(max_steps=max_steps),
+                                   student_train=self.student_train.replace(max_steps=max_steps))
+
+
+@dataclass
+class Prepared:
+    """A task with its encoded splits, ready for training."""
+
+    task: Task
+    tokenizer: object
+    train: Encoded
+    val: Encoded
+    test: Encoded
+    device: torch.device
+
+
+def prepare(cfg: RunConfig) -> Prepared:
+    """Load the task split and tokenise it with the teacher's tokenizer."""
+    task = load_task(cfg.task, shots=cfg.shots, seed=cfg.seed, data_dir=cfg.data_dir)
+    tokenizer = models.load_tokenizer(cfg.teacher)
+    max_len = cfg.teacher_train.max_length
+    return Prepared(task, tokenizer, *(encode(d, tokenizer, task.spec, max_len) for d in (task.train, task.val, task.test)),
+                    device=select_device(cfg.device))
+
+
+def _check_student_vocab(cfg: RunConfig) -> None:
+    if cfg.student != "transformer" and cfg.student_init != cfg.teacher:
+        raise ConfigError("bilstm/textcnn students use the teacher's tokenizer: set student_init to the teacher")
+
+
+def train_teacher(cfg: RunConfig, data: Prepared, progress: bool = True) -> tuple[object, FitResult]:
+    """Fine-tune the teacher on the few-shot train set (model selection on validation)."""
+    seed_everything(cfg.seed)
+    teacher = models.build_teacher(data.task.spec.num_labels, cfg.teacher)
+    result = fit(teacher, data.train, data.val, data.task.spec, cfg.teacher_train, device=data.device,
+                 seed=cfg.seed, progress=progress, desc="teacher")
+    return teacher, result
+
+
+def build_configured_student(cfg: RunConfig, num_labels: int):
+    _check_student_vocab(cfg)
+    seed_everything(cfg.seed + 1)  # the student's fresh head differs from the teacher's
+    return models.build_student_of_kind(cfg.student, num_labels, cfg.student_init, num_layers=cfg.student_layers)
+
+
+def _record(command: str, method: str, cfg: RunConfig, data: Prepared, test: dict, val: dict,
+            params: dict, seconds: float, stages: dict) -> dict:
+    return {
+        "command": command,
+        "task": data.task.spec.name,
+        "method": method,
+        "seed": cfg.seed,
+        "shots": cfg.shots,
+        "metrics": {"test": test, "val": val},
+        "params": params,
+        "wall_time_s": round(seconds, 2),
+        "stages": stages,
+        "config": cfg.to_dict(),
+        "split": data.task.meta,
+        "device": str(data.device),
+        **provenance(),
+    }
+
+
+def _stage(result: FitResult) -> dict:
+    return {"best_epoch": result.best_epoch, "steps": result.steps, "seconds": round(result.seconds, 2),
+            "history": result.history}
+
+
+def run_finetune(cfg: RunConfig, which: str = "teacher", out_dir: str | Path | None = None,
+                 progress: bool = True) -> dict:
+    """Teacher-FT or Student-FT: fine-tune on the target few-shot set, report test metrics."""
+    if which not in ("teacher", "student"):
+        raise ConfigError(f"--model must be teacher or student, got {which!r}")
+    start = time.perf_counter()
+    data = prepare(cfg)
+    spec = data.task.spec
+    if which == "teacher":
+        model, result = train_teacher(cfg, data, progress)
+        train_cfg = cfg.teacher_train
+    else:
+        model = build_configured_student(cfg, spec.num_labels)
+        seed_everything(cfg.seed)
+        result = fit(model, data.train, data.val, spec, cfg.student_train, device=data.device, seed=cfg.seed,
+                     progress=progress, desc="student")
+        train_cfg = cfg.student_train
+    test = evaluate(model, data.test, spec, data.device, train_cfg.eval_batch_size)
+    if out_dir is not None:
+        models.save_model(model, Path(out_dir) / f"{which}_ft-seed{cfg.seed}", data.tokenizer)
+    return _record("finetune", f"{which}_ft", cfg, data, test, result.best_val,
+                   {which: models.count_parameters(model)}, time.perf_counter() - start, {which: _stage(result)})
+
+
+def run_distill(cfg: RunConfig, out_dir: str | Path | None = None, teacher_dir: str | Path | None = None,
+                progress: bool = True) -> dict:
+    """Plain KD: fine-tune (or load) the teacher, cache its logits on the train set once, then
+    train the student on the weighted objective (default dark knowledge at ``temperature`` plus
+    the hard label), selecting the student's best epoch on validation."""
+    start = time.perf_counter()
+    data = prepare(cfg)
+    spec = data.task.spec
+    stages = {}
+    if teacher_dir is not None:
+        teacher = models.load_model(teacher_dir).to(data.device)
+    else:
+        teacher, teacher_fit = train_teacher(cfg, data, progress)
+        stages["teacher"] = _stage(teacher_fit)
+    teacher_test = evaluate(teacher, data.test, spec, data.device, cfg.teacher_train.eval_batch_size)
+    cache = TeacherCache.from_model(teacher, data.train, cfg.teacher_train.eval_batch_size, data.device)
+    student = build_configured_student(cfg, spec.num_labels)
+    loss_params = {"dark_ce": {"temperature": cfg.temperature}}
+    result = fit(student, data.train, data.val, spec, cfg.student_train, objective=cfg.objective,
+                 loss_params=loss_params, teacher=cache, device=data.device, seed=cfg.seed, progress=progress,
+                 desc="student (KD)")
+    stages["student"] = _stage(result)
+    test = evaluate(student, data.test, spec, data.device, cfg.student_train.eval_batch_size)
+    if out_dir is not None:
+        out = Path(out_dir)
+        models.save_model(student, out / f"kd-seed{cfg.seed}" / "student", data.tokenizer)
+        if teacher_dir is None:
+            models.save_model(teacher, out / f"kd-seed{cfg.seed}" / "teacher", data.tokenizer)
+    record = _record("distill", "kd", cfg, data, test, result.best_val,
+                     {"teacher": models.count_parameters(teacher), "student": models.count_parameters(student)},
+                     time.perf_counter() - start, stages)
+    record["teacher_metrics"] = {"test": teacher_test}
+    record["teacher_dir"] = None if teacher_dir is None else str(teacher_dir)
+    return record
