@@ -1,0 +1,161 @@
+"""The ``augrl`` command.
+
+Every long-running command takes ``--seed``, ``--shots``, ``--data-dir``, ``--out DIR`` (models
+and a ``results.jsonl`` line go there), ``--max-steps N`` (a hard cap on optimisation steps,
+for smoke runs), ``--json`` (the last line printed is one JSON object with the metrics and the
+config) and ``--quiet`` (no progress bars).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from augrl.errors import AugrlError
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--task", default="rt", help="task name (see `augrl tasks`) or a task YAML file")
+    p.add_argument("--shots", type=int, default=None, help="target training examples per class (default 40)")
+    p.add_argument("--seed", type=int, default=None, help="split and training seed (default 0)")
+    p.add_argument("--data-dir", default=None, help="data root (default: $AUGRL_DATA, else the Hugging Face hub)")
+    p.add_argument("--out", default=None, help="folder for models and results.jsonl")
+    p.add_argument("--max-steps", type=int, default=None, help="cap on optimiser steps per training stage")
+    p.add_argument("--config", default=None, help="YAML/JSON RunConfig; flags given on the command line win")
+    p.add_argument("--teacher", default=None, help="teacher encoder: minilm (default, offline), hub name or folder")
+    p.add_argument("--student", default=None, choices=["transformer", "bilstm", "textcnn"])
+    p.add_argument("--student-layers", type=int, default=None, help="layers the transformer student keeps (default 2)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of each training stage")
+    p.add_argument("--lr", type=float, default=None, help="learning rate of each training stage")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _run_config(args: argparse.Namespace):
+    from augrl.models import DEFAULT_MODEL
+    from augrl.pipelines import RunConfig
+
+    cfg = RunConfig.load(args.config) if args.config else RunConfig()
+    cfg = cfg.replace(task=args.task, shots=args.shots, seed=args.seed, data_dir=args.data_dir,
+                      teacher=args.teacher, student=args.student, student_layers=args.student_layers,
+                      device=args.device)
+    if args.teacher and cfg.student_init == DEFAULT_MODEL:
+        cfg = cfg.replace(student_init=args.teacher)  # the student is made of the teacher's layers
+    stage = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
+    cfg = cfg.replace(teacher_train=cfg.teacher_train.replace(**stage),
+                      student_train=cfg.student_train.replace(**stage))
+    return cfg.with_max_steps(args.max_steps)
+
+
+def _summary(record: dict) -> str:
+    test = record["metrics"]["test"]
+    parts = [f"{record['task']} {record['method']} seed={record['seed']} shots={record['shots']}:"]
+    parts += [f"test {k}={v:.4f}" for k, v in test.items()]
+    if "teacher_metrics" in record:
+        parts += [f"(teacher test {k}={v:.4f})" for k, v in record["teacher_metrics"]["test"].items()][:1]
+    parts.append(f"[{record['wall_time_s']:.1f}s]")
+    return " ".join(parts)
+
+
+def _finish(record: dict, args: argparse.Namespace) -> None:
+    from augrl.results import append_jsonl
+
+    if args.out:
+        path = append_jsonl(Path(args.out) / "results.jsonl", record)
+        print(f"result appended to {path}", file=sys.stderr)
+    print(_summary(record), file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps(record, default=str))
+
+
+def cmd_tasks(args: argparse.Namespace) -> None:
+    from augrl.tasks import get_spec, load_task, resolve_data_dir, task_names
+
+    root = resolve_data_dir(args.data_dir)
+    rows = []
+    for name in task_names():
+        spec = get_spec(name)
+        row = {"name": name, "kind": spec.kind, "metric": spec.metric, "metrics": list(spec.metrics),
+               "labels": list(spec.label_names), "source": spec.source, "target": spec.target,
+               "description": spec.description}
+        if root is not None and not args.no_counts:
+            task = load_task(name, shots=args.shots, seed=args.seed, data_dir=root)
+            row["rows"] = dict(task.meta["sizes"], source_removed=task.meta["source_removed"])
+        rows.append(row)
+    if args.json:
+        print(json.dumps(rows))
+        return
+    header = f"{'task':20s} {'kind':20s} {'metric':9s} {'train':>5s} {'val':>4s} {'test':>5s} {'source':>6s}  source -> target"
+    print(header)
+    for r in rows:
+        n = r.get("rows", {})
+        print(f"{r['name']:20s} {r['kind']:20s} {r['metric']:9s} {n.get('train', '-'):>5} {n.get('val', '-'):>4} "
+              f"{n.get('test', '-'):>5} {n.get('source', '-'):>6}  {r['source'] or '-'} -> {r['target']}")
+    if root is None:
+        print("(no data root: set AUGRL_DATA or --data-dir to see row counts)")
+
+
+def cmd_finetune(args: argparse.Namespace) -> None:
+    from augrl.pipelines import run_finetune
+
+    _finish(run_finetune(_run_config(args), which=args.model, out_dir=args.out, progress=not args.quiet), args)
+
+
+def cmd_distill(args: argparse.Namespace) -> None:
+    from augrl.pipelines import run_distill
+
+    if args.method != "kd":
+        raise AugrlError(f"unknown distillation method {args.method!r}; available: kd")
+    cfg = _run_config(args)
+    if args.temperature is not None:
+        cfg = cfg.replace(temperature=args.temperature)
+    _finish(run_distill(cfg, out_dir=args.out, teacher_dir=args.teacher_dir, progress=not args.quiet), args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="augrl", description="Learned data augmentation for knowledge distillation.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("tasks", help="list the registered tasks and the rows of each split")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--shots", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-counts", action="store_true", help="do not load data (no row counts)")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("finetune", help="fine-tune the teacher or the student on the few-shot target set")
+    _add_run_options(p)
+    p.add_argument("--model", choices=["teacher", "student"], default="teacher")
+    p.set_defaults(func=cmd_finetune)
+
+    p = sub.add_parser("distill", help="fine-tune a teacher and distil it into the student")
+    _add_run_options(p)
+    p.add_argument("--method", default="kd", help="distillation method (default kd: dark knowledge + hard label)")
+    p.add_argument("--temperature", type=float, default=None, help="dark-knowledge temperature (default 2)")
+    p.add_argument("--teacher-dir", default=None, help="reuse a fine-tuned teacher saved by --out")
+    p.set_defaults(func=cmd_distill)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except AugrlError as err:
+        print(f"augrl: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("augrl: interrupted; results already written are kept", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
