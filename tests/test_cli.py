@@ -1,0 +1,88 @@
+import json
+
+import pytest
+
+from augrl.cli import main
+from augrl.results import append_jsonl, read_jsonl
+
+
+def _run_json(capsys, argv):
+    assert main(argv) == 0
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+
+
+def test_distill_json_results_and_determinism(toy_task, tiny_model_dir, tmp_path, capsys):
+    argv = ["distill", "--task", str(toy_task), "--teacher", str(tiny_model_dir), "--shots", "8", "--max-steps", "3",
+            "--json", "--quiet", "--out", str(tmp_path / "out")]
+    first = _run_json(capsys, argv)
+    assert first["method"] == "kd" and set(first["metrics"]["test"]) == {"accuracy", "f1"}
+    assert first["config"]["task"] == str(toy_task) and first["config"]["student_train"]["max_steps"] == 3
+    assert first["split"]["sizes"]["train"] == 16 and first["stages"]["student"]["steps"] == 3
+    assert first["versions"]["torch"] and "teacher_metrics" in first
+    second = _run_json(capsys, argv)
+    assert second["metrics"] == first["metrics"] and second["teacher_metrics"] == first["teacher_metrics"]
+    records, bad = read_jsonl(tmp_path / "out" / "results.jsonl")
+    assert len(records) == 2 and not bad
+    assert (tmp_path / "out" / "kd-seed0" / "student" / "config.json").exists()
+
+
+@pytest.mark.parametrize("model", ["teacher", "student"])
+def test_finetune(model, toy_task, tiny_model_dir, capsys):
+    rec = _run_json(capsys, ["finetune", "--model", model, "--task", str(toy_task), "--teacher", str(tiny_model_dir),
+                             "--shots", "4", "--max-steps", "2", "--json", "--quiet"])
+    assert rec["method"] == f"{model}_ft" and rec["stages"][model]["steps"] == 2
+
+
+@pytest.mark.parametrize("student", ["bilstm", "textcnn"])
+def test_small_students_distil(student, toy_task, tiny_model_dir, capsys):
+    rec = _run_json(capsys, ["distill", "--task", str(toy_task), "--teacher", str(tiny_model_dir), "--student", student,
+                             "--shots", "4", "--max-steps", "2", "--json", "--quiet"])
+    assert rec["config"]["student"] == student and rec["params"]["student"] > 0
+
+
+def test_distill_reuses_a_saved_teacher(toy_task, tiny_model_dir, tmp_path, capsys):
+    common = ["--task", str(toy_task), "--teacher", str(tiny_model_dir), "--shots", "4", "--max-steps", "2", "--quiet"]
+    _run_json(capsys, ["finetune", "--model", "teacher", "--out", str(tmp_path), "--json", *common])
+    rec = _run_json(capsys, ["distill", "--teacher-dir", str(tmp_path / "teacher_ft-seed0"), "--json", *common])
+    assert "teacher" not in rec["stages"] and rec["teacher_dir"].endswith("teacher_ft-seed0")
+
+
+def test_errors_exit_2_with_a_message(capsys, toy_task):
+    assert main(["distill", "--task", "nope", "--quiet"]) == 2
+    assert "unknown task 'nope'" in capsys.readouterr().err
+    assert main(["distill", "--task", str(toy_task), "--method", "magic", "--quiet"]) == 2
+    assert "unknown distillation method" in capsys.readouterr().err
+
+
+def test_tasks_without_data_lists_names(capsys, monkeypatch):
+    monkeypatch.delenv("AUGRL_DATA", raising=False)
+    rows = _run_json(capsys, ["tasks", "--json"])
+    assert {"rt", "cikm", "sick-relatedness"} <= {r["name"] for r in rows}
+    assert all("rows" not in r for r in rows)
+
+
+def test_results_lines_from_concurrent_writers_do_not_interleave(tmp_path):
+    import multiprocessing as mp
+
+    path = tmp_path / "results.jsonl"
+    procs = [mp.get_context("spawn").Process(target=_write_many, args=(path, w)) for w in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+    records, bad = read_jsonl(path)
+    assert not bad and len(records) == 300
+
+
+def _write_many(path, writer):
+    for i in range(100):
+        append_jsonl(path, {"writer": writer, "i": i, "pad": "x" * 5000})
+
+
+def test_truncated_last_line_is_reported(tmp_path):
+    path = tmp_path / "r.jsonl"
+    append_jsonl(path, {"a": 1})
+    with open(path, "a") as f:
+        f.write('{"a": 2, "b"')
+    records, bad = read_jsonl(path)
+    assert records == [{"a": 1}] and bad[0][0] == 2

@@ -1,0 +1,58 @@
+"""The shipped MiniLM and the real data in AUGRL_DATA, on small slices."""
+
+import json
+
+import pytest
+
+from augrl.cli import main
+from augrl.tasks import load_raw, load_task, normalize_text
+
+pytestmark = pytest.mark.integration
+
+FULL_COUNTS = {  # task -> rows per official split of the target, and source rows
+    "rt": ({"all": 10662}, 67349),
+    "sst2": ({"train": 67349, "test": 872}, 0),
+    "cikm": ({"all": 20000}, 3668 + 408),
+    "rte": ({"train": 2127, "test": 363}, 9840),
+    "amazon-books": ({"all": 2000}, 4000),
+    "amazon-dvd": ({"all": 2000}, 4000),
+    "amazon-electronics": ({"all": 2000}, 4000),
+    "sick-relatedness": ({"train": 4439, "validation": 495, "test": 4906}, 0),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FULL_COUNTS))
+def test_full_row_counts(name, data_root):
+    _, raw = load_raw(name, data_root)
+    target, source = FULL_COUNTS[name]
+    assert {k: len(v) for k, v in raw.target.items()} == target
+    assert len(raw.source) == source
+
+
+@pytest.mark.parametrize("domain", ["books", "dvd", "electronics"])
+def test_helpfulness_keeps_only_voted_reviews(domain, data_root):
+    _, raw = load_raw(f"helpful-{domain}", data_root)
+    scores = [r["label"] for r in raw.target["all"]]
+    assert 1400 < len(scores) < 2000 and all(0.0 <= s <= 1.0 for s in scores)
+
+
+def test_rt_source_holds_no_heldout_sentence(data_root):
+    task = load_task("rt", shots=40, seed=0, data_dir=data_root)
+    held = {normalize_text(t) for t in list(task.val["text"]) + list(task.test["text"])}
+    assert not any(normalize_text(t) in held for t in task.source["text"])
+    assert task.meta["source_removed"] > 100  # SST-2 was built from RT: the leak is real
+    assert (len(task.train), len(task.val), len(task.test)) == (80, 200, 2000)
+
+
+def test_tasks_json_lists_every_task_with_counts(data_root, capsys):
+    assert main(["tasks", "--json", "--data-dir", str(data_root)]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out.strip().splitlines()[-1])}
+    assert len(rows) >= 11 and rows["rt"]["rows"]["test"] == 2000 and rows["cikm"]["kind"] == "pair_classification"
+
+
+def test_distill_rt_with_minilm_end_to_end(data_root, capsys):
+    argv = ["distill", "--task", "rt", "--shots", "8", "--seed", "0", "--max-steps", "3", "--json", "--quiet"]
+    assert main(argv) == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= rec["metrics"]["test"]["accuracy"] <= 1.0
+    assert rec["params"]["teacher"] == 22713986 and 15_000_000 < rec["params"]["student"] < 16_000_000
