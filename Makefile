@@ -17,8 +17,9 @@ export TOKENIZERS_PARALLELISM := false
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]" 2>&1 | grep -v "^WARNING: Location" || true
+	$(BIN)/python -m pip install --quiet --upgrade pip > $(VENV)/pip.log 2>&1 || (cat $(VENV)/pip.log; exit 1)
+	@echo "installing augrl and its dependencies (first run: several minutes)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]" > $(VENV)/pip.log 2>&1 || (grep -v "^WARNING: Location" $(VENV)/pip.log; exit 1)
 	$(BIN)/python -c "import augrl, torch, transformers; print('augrl installed; torch', torch.__version__)"
 	rm -f $(VENV)/.installed-*
 	touch $@
