@@ -156,10 +156,20 @@ def run_finetune(cfg: RunConfig, which: str = "teacher", out_dir: str | Path | N
                      progress=progress, desc="student")
         train_cfg = cfg.student_train
     test = evaluate(model, data.test, spec, data.device, train_cfg.eval_batch_size)
+    record = _record("finetune", f"{which}_ft", cfg, data, test, result.best_val,
+                     {which: models.count_parameters(model)}, time.perf_counter() - start, {which: _stage(result)})
     if out_dir is not None:
-        models.save_model(model, Path(out_dir) / f"{which}_ft-seed{cfg.seed}", data.tokenizer)
-    return _record("finetune", f"{which}_ft", cfg, data, test, result.best_val,
-                   {which: models.count_parameters(model)}, time.perf_counter() - start, {which: _stage(result)})
+        run_dir = models.save_model(model, Path(out_dir) / f"{which}_ft-seed{cfg.seed}", data.tokenizer)
+        _save_curves(record, run_dir)
+    return record
+
+
+def _save_curves(record: dict, run_dir: Path) -> None:
+    from augrl.plots import plot_learning_curves
+
+    metric = next(iter(record["metrics"]["test"]))
+    title = f"{record['task']} {record['method']} seed {record['seed']} ({record['shots']} shots)"
+    plot_learning_curves(record["stages"], metric, run_dir / "learning_curves.png", title)
 
 
 def run_distill(cfg: RunConfig, out_dir: str | Path | None = None, teacher_dir: str | Path | None = None,
@@ -185,14 +195,15 @@ def run_distill(cfg: RunConfig, out_dir: str | Path | None = None, teacher_dir: 
                  desc="student (KD)")
     stages["student"] = _stage(result)
     test = evaluate(student, data.test, spec, data.device, cfg.student_train.eval_batch_size)
-    if out_dir is not None:
-        out = Path(out_dir)
-        models.save_model(student, out / f"kd-seed{cfg.seed}" / "student", data.tokenizer)
-        if teacher_dir is None:
-            models.save_model(teacher, out / f"kd-seed{cfg.seed}" / "teacher", data.tokenizer)
     record = _record("distill", "kd", cfg, data, test, result.best_val,
                      {"teacher": models.count_parameters(teacher), "student": models.count_parameters(student)},
                      time.perf_counter() - start, stages)
     record["teacher_metrics"] = {"test": teacher_test}
     record["teacher_dir"] = None if teacher_dir is None else str(teacher_dir)
+    if out_dir is not None:
+        run_dir = Path(out_dir) / f"kd-seed{cfg.seed}"
+        models.save_model(student, run_dir / "student", data.tokenizer)
+        if teacher_dir is None:
+            models.save_model(teacher, run_dir / "teacher", data.tokenizer)
+        _save_curves(record, run_dir)
     return record

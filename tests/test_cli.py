@@ -24,6 +24,7 @@ def test_distill_json_results_and_determinism(toy_task, tiny_model_dir, tmp_path
     records, bad = read_jsonl(tmp_path / "out" / "results.jsonl")
     assert len(records) == 2 and not bad
     assert (tmp_path / "out" / "kd-seed0" / "student" / "config.json").exists()
+    assert (tmp_path / "out" / "kd-seed0" / "learning_curves.png").stat().st_size > 1000
 
 
 @pytest.mark.parametrize("model", ["teacher", "student"])
