@@ -86,6 +86,7 @@ even where they occur in a test sentence (see ``min_substring_words``).
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -109,21 +110,31 @@ _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u00b4": 
 # Penn Treebank bracket tokens (-lrb- for "(" ...), as some tokenised corpora write them
 _PTB_BRACKETS = re.compile(r"-(?:lrb|rrb|lsb|rsb|lcb|rcb)-")
 # Penn Treebank splits clitics off the word they end: "it's" -> "it 's", "don't" -> "do n't",
-# "can't" -> "ca n't", "cannot" -> "can not"
-_CLITIC = re.compile(r"(?<=[^\W_])(?='(?:s|re|ve|ll|d|m)(?![^\W_])|n't(?![^\W_]))")
+# "can't" -> "ca n't"; and a few whole words: "cannot" -> "can not", "gonna" -> "gon na"
+_CLITIC = re.compile(r"(?<=[^\W_])('(?:s|re|ve|ll|d|m)|n't)(?![^\W_])")
 _PTB_SPLITS = {"cannot": "can not", "gonna": "gon na", "wanna": "wan na", "gotta": "got ta",
                "lemme": "lem me", "gimme": "gim me"}
-_PTB_SPLIT = re.compile(rf"\b(?:{'|'.join(_PTB_SPLITS)})\b")
 _WORD = re.compile(r"[^\W_]+")
 # British spellings that SST-2 often has in American form (RT "humour", SST-2 "humor")
-_OUR = re.compile(r"\b([a-z]{2,})our(s|ed|ing|ite|ites|able|ably|ful|less|er|ers)?\b")
-_TRE = re.compile(r"\b([a-z]{2,}[tb])re(s?)\b")
+_OUR = re.compile(r"([a-z]{2,})our(s|ed|ing|ite|ites|able|ably|ful|less|er|ers)?")
+_TRE = re.compile(r"([a-z]{2,}[tb])re(s?)")
 
+
+@functools.lru_cache(maxsize=1 << 16)
+def _fold_word(word: str) -> str:
+    """Steps 3 (whole-word splits) and 5 of :func:`normalize` for one word."""
+    if word in _PTB_SPLITS:
+        return _PTB_SPLITS[word]
+    if _OUR.fullmatch(word):
+        return _OUR.sub(r"\1or\2", word)
+    if _TRE.fullmatch(word):
+        return _TRE.sub(r"\1er\2", word)
+    return word
 
 def normalize(text: str) -> str:
     """The leakage key of a text: its words, folded, joined by single spaces.
 
-    Folds exactly this, in order:
+    Folds exactly this:
 
     1. Unicode compatibility decomposition (NFKD) with combining marks dropped, so accents go
        (``clichés`` -> ``cliches``), then case (``str.casefold``).
@@ -154,12 +165,12 @@ def normalize(text: str) -> str:
     if not text.isascii():
         text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
     text = text.casefold()
-    text = _PTB_BRACKETS.sub(" ", text.translate(_APOSTROPHES))
-    text = _PTB_SPLIT.sub(lambda m: _PTB_SPLITS[m.group()], text)
-    text = _CLITIC.sub(" ", text).replace("'", "")
-    text = _TRE.sub(r"\1er\2", _OUR.sub(r"\1or\2", text))
-    return " ".join(_WORD.findall(text))
-
+    text = text.translate(_APOSTROPHES)
+    if "-" in text:
+        text = _PTB_BRACKETS.sub(" ", text)
+    if "'" in text:
+        text = _CLITIC.sub(r" \1", text).replace("'", "")
+    return " ".join(map(_fold_word, _WORD.findall(text)))
 
 def _collapse(text: str) -> str:
     return " ".join(text.split())
