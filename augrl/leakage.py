@@ -71,9 +71,10 @@ one string search each; near-duplicate candidates come from prefix filtering: a 
 contains a fraction ``c`` of the row's ``G`` distinct n-grams must contain at least one of any
 ``G - ceil(c * G) + 1`` of them, so only the postings of that many rarest n-grams are read, and
 each candidate is verified by one set intersection. ``scripts/bench_audit.py`` audits all
-67,349 SST-2 train rows against 10,000 RT sentences in 2.7 to 3.9 s (runs on a shared
-two-core machine); :func:`audit_pairwise`, the all-pairs reference that gives the same report,
-would take about 480 s (timed on 200 rows).
+67,349 SST-2 train rows against 10,000 RT sentences in 3.9 to 4.3 s, index included (best of
+3, three runs on a two-core machine shared with other jobs, load average 7.6 to 8.4);
+:func:`audit_pairwise`, the all-pairs reference that gives the same report, would take 390 to
+570 s there (extrapolated from 200 rows).
 
 Measured on the real data (``augrl audit --task rt --shots 40 --seed 0``): of SST-2's 67,349
 training rows, 634 are exact copies of one of the 2,200 validation and test texts, 908 more are
