@@ -14,6 +14,7 @@ import os
 import sys
 from pathlib import Path
 
+from augrl import leakage
 from augrl.errors import AugrlError
 
 
@@ -32,8 +33,15 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=None, help="learning rate of each training stage")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    _add_leakage_flag(p)
     p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _add_leakage_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep-leaky-source", action="store_true",
+                   help="keep the source rows that leak the validation/test texts (default: removed; "
+                        "see `augrl audit`); for reproducing work that did not filter")
 
 
 def _run_config(args: argparse.Namespace):
@@ -43,7 +51,7 @@ def _run_config(args: argparse.Namespace):
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
     cfg = cfg.replace(task=args.task, shots=args.shots, seed=args.seed, data_dir=args.data_dir,
                       teacher=args.teacher, student=args.student, student_layers=args.student_layers,
-                      device=args.device)
+                      device=args.device, leakage="keep" if args.keep_leaky_source else None)
     if args.teacher and cfg.student_init == DEFAULT_MODEL:
         cfg = cfg.replace(student_init=args.teacher)  # the student is made of the teacher's layers
     stage = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
@@ -100,6 +108,59 @@ def cmd_tasks(args: argparse.Namespace) -> None:
         print("(no data root: set AUGRL_DATA or --data-dir to see row counts)")
 
 
+def cmd_audit(args: argparse.Namespace) -> None:
+    from augrl.tasks import load_task
+
+    settings = leakage.LeakageSettings(
+        **{k: v for k, v in (("min_substring_words", args.min_substring_words), ("ngram", args.ngram),
+                             ("containment", args.containment)) if v is not None})
+    mode = "keep" if args.keep_leaky_source else "remove"
+    task = load_task(args.task, shots=args.shots, seed=args.seed, data_dir=args.data_dir, leakage=mode,
+                     leakage_settings=settings)
+    report = task.leakage_report
+    heldout = task.heldout_texts()
+    # re-audit the pool the task hands out: 0 leaky rows under "remove", all of them under "keep"
+    fields = task.spec.text_fields
+    pool = list(zip(*(task.source[f] for f in fields)))
+    left = leakage.audit(pool, heldout, max_examples=0, **settings.to_dict()).counts["flagged"]
+    n_val = len(task.val)
+
+    def located(e: dict) -> dict:  # target_index runs over validation then test rows
+        t = e["target_index"]
+        return {**e, "target_split": "val" if t < n_val else "test", "target_row": t if t < n_val else t - n_val}
+
+    examples = {c: [located(e) for e in report.examples[c][: max(args.examples, 0)]] for c in leakage.CATEGORIES}
+    out = {
+        "task": task.spec.name, "seed": args.seed, "shots": args.shots, "against": "val+test",
+        "source": task.spec.source, "source_total": report.n_source, "targets": report.n_target,
+        "counts": report.counts, "settings": settings.to_dict(), "leakage_filter": mode,
+        "source_after_filter": {"rows": len(task.source), "leaky": left},
+        "examples": examples, "seconds": round(report.seconds, 3),
+    }
+    if args.json:
+        print(json.dumps(out))
+        return
+    c, n = report.counts, max(report.n_source, 1)
+    print(f"{out['task']} seed={args.seed} shots={args.shots}: source {out['source'] or '-'} "
+          f"({report.n_source} rows) against {report.n_target} validation+test texts")
+    notes = {"exact": "verbatim (whitespace collapsed)",
+             "normalized": "equal after augrl.leakage.normalize",
+             "substring": f"inside a held-out text, >= {settings.min_substring_words} words",
+             "near_duplicate": f">= {settings.containment:g} of its word {settings.ngram}-grams in one held-out text"}
+    for cat in leakage.CATEGORIES:
+        print(f"  {cat:15s} {c[cat]:7d}  {100 * c[cat] / n:5.1f}%  {notes[cat]}")
+    print(f"  {'flagged':15s} {c['flagged']:7d}  {100 * c['flagged'] / n:5.1f}%")
+    action = ("kept in the task's source pool (--keep-leaky-source)" if mode == "keep"
+              else "removed from the task's source pool (--keep-leaky-source keeps them)")
+    print(f"  {action}: the pool has {len(task.source)} rows, {left} of them leaky")
+    for cat in leakage.CATEGORIES:
+        for e in examples[cat]:
+            extra = f" ({e['containment']:.2f})" if "containment" in e else ""
+            print(f"  [{cat}{extra}] source row {e['source_index']}: {e['source']!r}\n"
+                  f"      {e['target_split']} row {e['target_row']}: {e['target']!r}")
+    print(f"audit took {report.seconds:.2f}s")
+
+
 def cmd_finetune(args: argparse.Namespace) -> None:
     from augrl.pipelines import run_finetune
 
@@ -128,6 +189,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-counts", action="store_true", help="do not load data (no row counts)")
     p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("audit", help="find source rows that leak the target's validation/test texts")
+    p.add_argument("--task", default="rt", help="task name (see `augrl tasks`) or a task YAML file")
+    p.add_argument("--shots", type=int, default=40, help="target training examples per class (default 40)")
+    p.add_argument("--seed", type=int, default=0, help="split seed (default 0)")
+    p.add_argument("--data-dir", default=None, help="data root (default: $AUGRL_DATA, else the Hugging Face hub)")
+    p.add_argument("--min-substring-words", type=int, default=None,
+                   help=f"shortest source text (in words) flagged as substring or near-duplicate "
+                        f"(default {leakage.DEFAULT_MIN_SUBSTRING_WORDS})")
+    p.add_argument("--ngram", type=int, default=None,
+                   help=f"word n-gram size of the near-duplicate test (default {leakage.DEFAULT_NGRAM})")
+    p.add_argument("--containment", type=float, default=None,
+                   help="near-duplicate threshold in (0, 1]: share of the source text's n-grams found in one "
+                        f"held-out text (default {leakage.DEFAULT_CONTAINMENT})")
+    p.add_argument("--examples", type=int, default=3, help="examples shown per category (default 3)")
+    _add_leakage_flag(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("finetune", help="fine-tune the teacher or the student on the few-shot target set")
     _add_run_options(p)

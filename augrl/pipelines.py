@@ -21,7 +21,7 @@ from augrl.errors import ConfigError
 from augrl.kd.cache import TeacherCache
 from augrl.results import provenance
 from augrl.runtime import seed_everything, select_device
-from augrl.tasks import Task, load_task
+from augrl.tasks import LEAKAGE_FILTERS, Task, load_task
 from augrl.training import FitResult, TrainConfig, evaluate, fit
 
 
@@ -41,6 +41,9 @@ class RunConfig(ConfigMixin):
         temperature: softmax temperature of ``dark_ce``.
         teacher_train, student_train: optimisation settings of each stage.
         device: ``auto``, ``cpu``, ``cuda``...
+        leakage: ``remove`` (default) drops the source rows that leak the validation or test
+            texts (see :mod:`augrl.leakage`); ``keep`` keeps them, to reproduce work that did
+            not filter. The split record in the result says which.
     """
 
     task: str = "rt"
@@ -56,6 +59,11 @@ class RunConfig(ConfigMixin):
     teacher_train: TrainConfig = field(default_factory=TrainConfig)
     student_train: TrainConfig = field(default_factory=TrainConfig)
     device: str = "auto"
+    leakage: str = "remove"
+
+    def __post_init__(self) -> None:
+        if self.leakage not in LEAKAGE_FILTERS:
+            raise ConfigError(f"RunConfig.leakage must be one of {LEAKAGE_FILTERS}, got {self.leakage!r}")
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> "RunConfig":
@@ -87,7 +95,7 @@ class Prepared:
 
 def prepare(cfg: RunConfig) -> Prepared:
     """Load the task split and tokenise it with the teacher's tokenizer."""
-    task = load_task(cfg.task, shots=cfg.shots, seed=cfg.seed, data_dir=cfg.data_dir)
+    task = load_task(cfg.task, shots=cfg.shots, seed=cfg.seed, data_dir=cfg.data_dir, leakage=cfg.leakage)
     tokenizer = models.load_tokenizer(cfg.teacher)
     max_len = cfg.teacher_train.max_length
     return Prepared(task, tokenizer, *(encode(d, tokenizer, task.spec, max_len) for d in (task.train, task.val, task.test)),

@@ -20,9 +20,14 @@ Few-shot protocol (seeded by ``seed``; the test split does not depend on ``shots
    what remains (sampled down to ``val_size`` either way);
 3. train: ``shots`` examples per class from what remains; regression tasks take
    ``2 * shots`` examples (the same budget as a binary task);
-4. source: the source dataset minus every row that shares a text (lower-cased, whitespace
-   normalised; for pairs, either side) with a validation or test text; the count removed is
-   recorded in ``meta["source_removed"]``.
+4. source: the source dataset minus every row that leaks a validation or test text, as
+   :func:`augrl.leakage.audit` finds it (exact copies, copies after normalisation, sub-phrases
+   of a held-out text, near-duplicates; for pairs, either side against either side). The
+   split record holds ``meta["leakage"]`` (rows per category, how many of them are still in
+   the source, the thresholds), ``meta["leakage_filter"]`` (``"remove"``, the default, or
+   ``"keep"``) and ``meta["source_removed"]`` (rows taken out: 0 under ``"keep"``).
+   ``load_task(..., leakage="keep")`` keeps the leaky rows, to reproduce work that did not
+   filter; every result line then says ``"leakage_filter": "keep"``.
 """
 
 from __future__ import annotations
@@ -38,12 +43,14 @@ import yaml
 
 from augrl import readers
 from augrl.errors import ConfigError, DataError
+from augrl.leakage import CATEGORIES, LeakageReport, LeakageSettings, audit
 
 KINDS = ("classification", "pair_classification", "regression")
 
 DEFAULT_SHOTS = 40
 DEFAULT_VAL_SIZE = 200
 DEFAULT_TEST_SIZE = 2000
+LEAKAGE_FILTERS = ("remove", "keep")
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,11 @@ Loader = Callable[[Path | None], RawTask]
 
 @dataclass
 class Task:
-    """A loaded task: the spec, the few-shot target splits, the source pool and the split record."""
+    """A loaded task: the spec, the few-shot target splits, the source pool and the split record.
+
+    ``leakage_report`` is the audit of the whole source dataset against ``val`` and ``test``
+    (its row indices are the ``idx`` of the source rows); ``meta["leakage"]`` sums it up.
+    """
 
     spec: TaskSpec
     train: "datasets.Dataset"  # noqa: F821
@@ -140,6 +151,18 @@ class Task:
     test: "datasets.Dataset"  # noqa: F821
     source: "datasets.Dataset"  # noqa: F821
     meta: dict
+    leakage_report: LeakageReport | None = None
+
+    def heldout_texts(self) -> list:
+        """The validation and test texts (tuples for pairs): what no training text may leak.
+
+        Audit any pool against them, e.g. augmented candidates:
+        ``augrl.leakage.audit(candidates, task.heldout_texts())``.
+        """
+        rows = [self.val, self.test]
+        if self.spec.pair:
+            return [tuple(pair) for d in rows for pair in zip(d["text_a"], d["text_b"])]
+        return [t for d in rows for t in d["text"]]
 
     def __repr__(self) -> str:
         return (
@@ -214,6 +237,8 @@ def load_task(
     data_dir: str | Path | None = None,
     val_size: int | None = None,
     test_size: int | None = None,
+    leakage: str = "remove",
+    leakage_settings: LeakageSettings | dict | None = None,
 ) -> Task:
     """Load a task and draw its seeded few-shot split (see the module docstring).
 
@@ -223,18 +248,25 @@ def load_task(
         seed: split seed; the same seed gives the same split.
         data_dir: data root; default ``$AUGRL_DATA``; with neither, the Hugging Face hub.
         val_size, test_size: override the spec's sizes.
+        leakage: ``"remove"`` (default) drops the source rows that leak a validation or test
+            text; ``"keep"`` keeps them (the audit still runs and is recorded).
+        leakage_settings: thresholds of the audit (:class:`augrl.leakage.LeakageSettings`
+            or a dict of its fields); default: its defaults.
     """
     if shots < 1:
         raise ConfigError(f"shots must be >= 1, got {shots}")
+    _leakage_options(leakage, leakage_settings)  # fail before reading any data
     spec, raw = load_raw(name, data_dir)
-    return split_task(spec, raw, shots=shots, seed=seed, val_size=val_size, test_size=test_size)
+    return split_task(spec, raw, shots=shots, seed=seed, val_size=val_size, test_size=test_size,
+                      leakage=leakage, leakage_settings=leakage_settings)
 
 
 # --------------------------------------------------------------------------- splitting
 
 
 def normalize_text(text: str) -> str:
-    """Lower-case and collapse whitespace: the key for source/target de-duplication."""
+    """Lower-case and collapse whitespace (a light key; the source filter uses the stronger
+    :func:`augrl.leakage.normalize`)."""
     return " ".join(text.lower().split())
 
 
@@ -253,8 +285,12 @@ def split_task(
     seed: int = 0,
     val_size: int | None = None,
     test_size: int | None = None,
+    leakage: str = "remove",
+    leakage_settings: LeakageSettings | dict | None = None,
 ) -> Task:
-    """Apply the few-shot protocol of the module docstring to loaded records."""
+    """Apply the few-shot protocol of the module docstring to loaded records (``leakage`` and
+    ``leakage_settings`` as in :func:`load_task`)."""
+    settings = _leakage_options(leakage, leakage_settings)
     val_size = spec.val_size if val_size is None else val_size
     test_size = spec.test_size if test_size is None else test_size
     rng = np.random.default_rng(seed)
@@ -307,13 +343,11 @@ def split_task(
             train.extend(of_class)
         train = [train[i] for i in rng.permutation(len(train))]
 
-    held_out = {normalize_text(t) for r in val + test for t in _texts_of(r, spec)}
-    source, removed = [], 0
-    for i, r in enumerate(raw.source):
-        if any(normalize_text(t) in held_out for t in _texts_of(r, spec)):
-            removed += 1
-        else:
-            source.append(dict(r, idx=i))
+    report = audit([_texts_of(r, spec) for r in raw.source], [_texts_of(r, spec) for r in val + test],
+                   **settings.to_dict())
+    source = [dict(r, idx=i) for i, (r, category) in enumerate(zip(raw.source, report.categories))
+              if category is None or leakage == "keep"]
+    removed = len(raw.source) - len(source)
 
     meta = {
         "task": spec.name,
@@ -324,6 +358,8 @@ def split_task(
         "val_from": val_from,
         "source_removed": removed,
         "source_total": len(raw.source),
+        "leakage_filter": leakage,
+        "leakage": _leakage_record(report, removed),
         "index_hash": {
             name: _digest([r["idx"] for r in rows])
             for name, rows in (("train", train), ("val", val), ("test", test))
@@ -336,7 +372,33 @@ def split_task(
         test=_to_dataset(test, spec),
         source=_to_dataset(source, spec),
         meta=meta,
+        leakage_report=report,
     )
+
+
+def _leakage_options(mode: str, settings: LeakageSettings | dict | None) -> LeakageSettings:
+    if mode not in LEAKAGE_FILTERS:
+        raise ConfigError(f"leakage must be one of {LEAKAGE_FILTERS}, got {mode!r}")
+    if settings is None or isinstance(settings, LeakageSettings):
+        return settings or LeakageSettings()
+    if not isinstance(settings, dict):
+        raise ConfigError(f"leakage_settings must be a LeakageSettings or a dict, got {type(settings).__name__}")
+    known = set(LeakageSettings.__dataclass_fields__)
+    if set(settings) - known:
+        raise ConfigError(f"unknown leakage setting(s) {sorted(set(settings) - known)}; known: {sorted(known)}")
+    return LeakageSettings(**settings)
+
+
+def _leakage_record(report: LeakageReport, removed: int) -> dict:
+    """The split record's summary of the source audit (rows per category, thresholds)."""
+    counts = report.counts
+    return {
+        "against": "val+test",
+        "counts": {c: counts[c] for c in CATEGORIES},
+        "flagged": counts["flagged"],
+        "in_source": counts["flagged"] - removed,
+        "settings": report.settings.to_dict(),
+    }
 
 
 def _to_dataset(rows: list[dict], spec: TaskSpec):

@@ -48,6 +48,25 @@ def test_distill_reuses_a_saved_teacher(toy_task, tiny_model_dir, tmp_path, caps
     assert "teacher" not in rec["stages"] and rec["teacher_dir"].endswith("teacher_ft-seed0")
 
 
+def test_keep_leaky_source_is_recorded_in_the_result(toy_task, tiny_model_dir, tmp_path, capsys):
+    from augrl.errors import ConfigError
+    from augrl.pipelines import RunConfig
+
+    test_text = (tmp_path / "test.csv").read_text().splitlines()[1].rsplit(",", 1)[0]
+    with open(tmp_path / "source.csv", "a") as f:
+        f.write(f"{test_text},pos\n")  # a verbatim copy of a test text
+    argv = ["finetune", "--model", "student", "--task", str(toy_task), "--teacher", str(tiny_model_dir),
+            "--shots", "4", "--max-steps", "1", "--json", "--quiet"]
+    kept = _run_json(capsys, argv + ["--keep-leaky-source"])
+    assert kept["config"]["leakage"] == "keep" and kept["split"]["leakage_filter"] == "keep"
+    assert kept["split"]["source_removed"] == 0 and kept["split"]["leakage"]["in_source"] >= 1
+    removed = _run_json(capsys, argv)
+    assert removed["config"]["leakage"] == "remove" and removed["split"]["leakage_filter"] == "remove"
+    assert removed["split"]["source_removed"] == kept["split"]["leakage"]["flagged"] >= 1
+    with pytest.raises(ConfigError, match="RunConfig.leakage"):
+        RunConfig(leakage="sometimes")
+
+
 def test_errors_exit_2_with_a_message(capsys, toy_task):
     assert main(["distill", "--task", "nope", "--quiet"]) == 2
     assert "unknown task 'nope'" in capsys.readouterr().err

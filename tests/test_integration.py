@@ -44,6 +44,23 @@ def test_rt_source_holds_no_heldout_sentence(data_root):
     assert (len(task.train), len(task.val), len(task.test)) == (80, 200, 2000)
 
 
+def test_rt_source_holds_no_piece_of_a_heldout_text(data_root):
+    from augrl.leakage import CATEGORIES, normalize
+
+    task = load_task("rt", shots=40, seed=0, data_dir=data_root)
+    leak = task.meta["leakage"]
+    assert task.meta["leakage_filter"] == "remove" and all(leak["counts"][c] > 0 for c in CATEGORIES)
+    assert task.meta["source_removed"] == leak["flagged"] > 5000 and leak["in_source"] == 0
+    # brute force, independent of the audit's index: one search per row over all held-out texts
+    min_words = leak["settings"]["min_substring_words"]
+    held = [normalize(t) for t in list(task.val["text"]) + list(task.test["text"])]
+    whole, haystack = set(held), "\n".join(f" {t} " for t in held)
+    for text in task.source["text"]:
+        norm = normalize(text)
+        assert norm not in whole, text
+        assert len(norm.split()) < min_words or f" {norm} " not in haystack, text
+
+
 def test_tasks_json_lists_every_task_with_counts(data_root, capsys):
     assert main(["tasks", "--json", "--data-dir", str(data_root)]) == 0
     rows = {r["name"]: r for r in json.loads(capsys.readouterr().out.strip().splitlines()[-1])}
