@@ -44,7 +44,8 @@ from augrl.pipelines import Prepared, RunConfig, _stage, build_configured_studen
 from augrl.runtime import seed_everything
 from augrl.training import FitResult, TrainConfig, evaluate, fit, total_steps
 
-_BUILTIN_MODULES = ("augrl.kd.offline", "augrl.kd.multi_teacher", "augrl.kd.cotrain", "augrl.kd.newsbert")
+_BUILTIN_MODULES = ("augrl.kd.offline", "augrl.kd.multi_teacher", "augrl.kd.cotrain", "augrl.kd.newsbert",
+                    "augrl.kd.rco")
 
 
 @dataclass
