@@ -4,6 +4,7 @@ The trainers (``kd``, ``multi_teacher``, co-training, ``newsbert``, ``rco``, ``m
 registered in :mod:`augrl.kd.methods` and loaded on first use.
 """
 
+from augrl.kd import domains as _domains  # noqa: F401  (registers the domain_transfer loss)
 from augrl.kd.cache import TeacherCache
 from augrl.kd.distiller import Distiller, make_optimizer
 from augrl.kd.layer_map import LayerMap

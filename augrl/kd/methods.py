@@ -45,7 +45,7 @@ from augrl.runtime import seed_everything
 from augrl.training import FitResult, TrainConfig, evaluate, fit, total_steps
 
 _BUILTIN_MODULES = ("augrl.kd.offline", "augrl.kd.multi_teacher", "augrl.kd.cotrain", "augrl.kd.newsbert",
-                    "augrl.kd.rco")
+                    "augrl.kd.rco", "augrl.kd.metakd")
 
 
 @dataclass
