@@ -16,8 +16,8 @@ Storage, to keep memory in check:
   the requested examples to that length with zeros, with the matching (B, L) mask.
 
 Size: per stored layer and example, n_i * H (hidden, values) or h * n_i^2 (attention)
-numbers; e.g. 80 RT examples (mean ~30 tokens) with MiniLM's layers {0, 3, 6} hidden and
-{3, 6} attention take about 3 MB in float16. :attr:`TeacherCache.nbytes` reports it.
+numbers, 2 bytes each in float16; :attr:`TeacherCache.nbytes` reports the total (the ``kd``
+result record carries it as ``teacher_cache_bytes``).
 """
 
 from __future__ import annotations
