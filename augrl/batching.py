@@ -37,6 +37,19 @@ class Encoded:
             self.pad_id,
         )
 
+    @classmethod
+    def concat(cls, parts: "list[Encoded]") -> "Encoded":
+        """The examples of ``parts`` one after another (same tokenizer: same pad id)."""
+        if not parts:
+            raise ValueError("nothing to concatenate")
+        if len({p.pad_id for p in parts}) > 1:
+            raise ValueError("cannot concatenate examples encoded with different pad ids")
+        types = None
+        if any(p.token_type_ids is not None for p in parts):
+            types = [t for p in parts for t in (p.token_type_ids or [[0] * len(ids) for ids in p.input_ids])]
+        return cls([ids for p in parts for ids in p.input_ids], types, torch.cat([p.labels for p in parts]),
+                   parts[0].pad_id)
+
     def batch(self, indices, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Pad the given examples to their longest.
 

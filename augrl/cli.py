@@ -167,15 +167,39 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     _finish(run_finetune(_run_config(args), which=args.model, out_dir=args.out, progress=not args.quiet), args)
 
 
+def _parse_options(pairs: list[str]) -> dict:
+    """``key=value`` strings -> dict; values parsed as YAML scalars/lists (``0.5``, ``[1, 2]``)."""
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise AugrlError(f"--option {pair!r}: write key=value, e.g. --option beta=0.5")
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
+    return out
+
+
 def cmd_distill(args: argparse.Namespace) -> None:
+    from augrl.kd.losses import parse_objective
+    from augrl.kd.methods import get_method
     from augrl.pipelines import run_distill
 
-    if args.method != "kd":
-        raise AugrlError(f"unknown distillation method {args.method!r}; available: kd")
+    get_method(args.method)  # a clear error before any data is loaded
     cfg = _run_config(args)
-    if args.temperature is not None:
-        cfg = cfg.replace(temperature=args.temperature)
-    _finish(run_distill(cfg, out_dir=args.out, teacher_dir=args.teacher_dir, progress=not args.quiet), args)
+    changes = {"method": args.method, "temperature": args.temperature, "layer_map": args.layer_map}
+    if args.objective is not None:
+        changes["objective"] = parse_objective(args.objective)
+    if args.option:
+        changes["method_options"] = {**cfg.method_options, **_parse_options(args.option)}
+    if args.cache_dtype is not None:
+        changes["cache_dtype"] = args.cache_dtype
+    cfg = cfg.replace(**changes)
+    dirs = [d for arg in (args.teacher_dir or []) for d in arg.split(",") if d]
+    _finish(run_distill(cfg, out_dir=args.out, teacher_dir=dirs or None, progress=not args.quiet), args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,9 +239,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("distill", help="fine-tune a teacher and distil it into the student")
     _add_run_options(p)
-    p.add_argument("--method", default="kd", help="distillation method (default kd: dark knowledge + hard label)")
+    p.add_argument("--method", default="kd",
+                   help="distillation method: kd (default), multi_teacher, cotrain_isolated, cotrain_shared_grad, "
+                        "cotrain_loss_sum, newsbert, rco, metakd")
+    p.add_argument("--objective", default=None,
+                   help="KD loss weights: JSON or name=weight,name=weight, e.g. attention_mse=1,hidden_mse=1,dark_ce=1 "
+                        "(default: the method's; kd: dark_ce=1,hard_ce=1, or logit_mse=1,hard_ce=1 for bilstm/textcnn)")
+    p.add_argument("--layer-map", default=None,
+                   help="teacher:student layer pairs for layer losses, e.g. 3:1,6:2 (default: uniform)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method option, repeatable (e.g. --option beta=0.5 for newsbert)")
     p.add_argument("--temperature", type=float, default=None, help="dark-knowledge temperature (default 2)")
-    p.add_argument("--teacher-dir", default=None, help="reuse a fine-tuned teacher saved by --out")
+    p.add_argument("--cache-dtype", default=None, choices=["float16", "bfloat16", "float32"],
+                   help="storage type of cached teacher layer outputs (default float16)")
+    p.add_argument("--teacher-dir", action="append", default=None,
+                   help="reuse a fine-tuned teacher saved by --out (repeat, or comma-separate, for multi_teacher)")
     p.set_defaults(func=cmd_distill)
     return parser
 

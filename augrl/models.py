@@ -62,6 +62,14 @@ def _attn_kwargs(attentions: bool) -> dict:
     return {"attn_implementation": "eager"} if attentions else {}
 
 
+def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``hidden`` (B, L, H) over the real tokens of ``mask`` (B, L) -> (B, H)."""
+    if mask is None:
+        return hidden.mean(1)
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
+
+
 class BertMeanPoolClassifier(BertForSequenceClassification):
     """BERT with a head on the attention-masked mean of the last hidden states.
 
@@ -81,10 +89,7 @@ class BertMeanPoolClassifier(BertForSequenceClassification):
         if output_attentions:
             extra["output_attentions"] = True
         out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **extra)
-        h = out.last_hidden_state  # (B, L, H)
-        mask = (torch.ones(h.shape[:2], device=h.device) if attention_mask is None else attention_mask)
-        mask = mask.unsqueeze(-1).to(h.dtype)
-        pooled = (h * mask).sum(1) / mask.sum(1).clamp(min=1.0)  # (B, H)
+        pooled = masked_mean(out.last_hidden_state, attention_mask)  # (B, H)
         logits = self.classifier(self.dropout(pooled))
         return SequenceClassifierOutput(logits=logits, hidden_states=getattr(out, "hidden_states", None),
                                         attentions=getattr(out, "attentions", None))
@@ -130,7 +135,8 @@ def build_teacher(num_labels: int, name_or_path: str | Path = DEFAULT_MODEL, att
         ) from None
 
 
-def _encoder_layers(model) -> nn.ModuleList:
+def encoder_layers(model) -> nn.ModuleList:
+    """The list of transformer layers of a BERT-style model (``base_model.encoder.layer``)."""
     base = getattr(model, "base_model", model)
     encoder = getattr(base, "encoder", None)
     layers = getattr(encoder, "layer", None)
@@ -172,8 +178,17 @@ def build_student(
             distribution intact). The choice is stored as ``config.augrl_student_layers``.
     """
     model = build_teacher(num_labels, name_or_path, attentions=attentions)
-    all_layers = _encoder_layers(model)
-    chosen = list(range(num_layers)) if layers is None else [int(i) for i in layers]
+    return keep_layers(model, list(range(num_layers)) if layers is None else layers)
+
+
+def keep_layers(model, layers: Sequence[int]):
+    """Cut a BERT-style model down to the given encoder layers (0-based, in order), in place.
+
+    Embeddings, pooler and head are kept; the choice is stored as
+    ``config.augrl_student_layers``. Returns ``model``.
+    """
+    all_layers = encoder_layers(model)
+    chosen = [int(i) for i in layers]
     bad = [i for i in chosen if not 0 <= i < len(all_layers)]
     if bad or not chosen:
         raise ConfigError(f"student layers {chosen} must be indices in 0..{len(all_layers) - 1}")
@@ -186,6 +201,20 @@ def build_student(
     model.config.num_hidden_layers = len(chosen)
     model.config.augrl_student_layers = chosen
     return model
+
+
+def hidden_size(model) -> int | None:
+    """Width of a transformer's hidden states (None for models without a config, e.g. BiLSTM)."""
+    config = getattr(model, "config", None)
+    return getattr(config, "hidden_size", None) if config is not None and not isinstance(config, dict) else None
+
+
+def layer_count(model) -> int | None:
+    """Transformer layers of a BERT-style model (None for BiLSTM/TextCNN students)."""
+    try:
+        return len(encoder_layers(model))
+    except ConfigError:
+        return None
 
 
 class _EmbeddingStudent(nn.Module, PyTorchModelHubMixin):

@@ -1,4 +1,5 @@
-"""End-to-end runs: teacher fine-tuning, student fine-tuning and plain knowledge distillation.
+"""End-to-end runs: teacher fine-tuning, student fine-tuning and distillation by any registered
+method (:mod:`augrl.kd.methods`).
 
 Each run loads the task's seeded split, trains with model selection on validation, evaluates
 once on test, and returns a result record (config, split, metrics, sizes, wall time,
@@ -11,6 +12,7 @@ import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -18,7 +20,7 @@ from augrl import models
 from augrl.batching import Encoded, encode
 from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
-from augrl.kd.cache import TeacherCache
+from augrl.kd.losses import validate_objective
 from augrl.results import provenance
 from augrl.runtime import seed_everything, select_device
 from augrl.tasks import LEAKAGE_FILTERS, Task, load_task
@@ -37,8 +39,18 @@ class RunConfig(ConfigMixin):
         student: ``transformer`` (layers of ``student_init``), ``bilstm`` or ``textcnn``.
         student_init: encoder the student is made from (default: the shipped MiniLM).
         student_layers: number of encoder layers the transformer student keeps (the first ones).
-        objective: KD loss weights (registry names) for ``distill``.
-        temperature: softmax temperature of ``dark_ce``.
+        objective: KD loss weights (registry names) for ``distill``; None: the method's
+            default (``kd``: dark_ce + hard_ce, or logit_mse + hard_ce for BiLSTM/TextCNN
+            students, Tang et al.), see :meth:`kd_objective`.
+        loss_params: per-loss options, e.g. ``{"minilm_relation": {"relation_heads": 12}}``.
+        temperature: softmax temperature of ``dark_ce`` (merged into ``loss_params``).
+        layer_map: teacher:student layer pairs for layer losses, e.g. ``"3:1,6:2"``; None:
+            uniform (see :class:`augrl.kd.LayerMap`).
+        method: distillation method (see ``augrl.kd.methods``): ``kd``, ``multi_teacher``,
+            ``cotrain_isolated``, ``cotrain_shared_grad``, ``cotrain_loss_sum``, ``newsbert``,
+            ``rco``, ``metakd``.
+        method_options: the method's own options (e.g. ``{"beta": 0.5}`` for newsbert).
+        cache_dtype: storage type of cached teacher layer outputs (``float16`` or ``float32``).
         teacher_train, student_train: optimisation settings of each stage.
         device: ``auto``, ``cpu``, ``cuda``...
         leakage: ``remove`` (default) drops the source rows that leak the validation or test
@@ -54,8 +66,13 @@ class RunConfig(ConfigMixin):
     student: str = "transformer"
     student_init: str = models.DEFAULT_MODEL
     student_layers: int = 2
-    objective: dict = field(default_factory=lambda: {"dark_ce": 1.0, "hard_ce": 1.0})
+    objective: dict | None = None
+    loss_params: dict = field(default_factory=dict)
     temperature: float = 2.0
+    layer_map: str | None = None
+    method: str = "kd"
+    method_options: dict = field(default_factory=dict)
+    cache_dtype: str = "float16"
     teacher_train: TrainConfig = field(default_factory=TrainConfig)
     student_train: TrainConfig = field(default_factory=TrainConfig)
     device: str = "auto"
@@ -72,6 +89,23 @@ class RunConfig(ConfigMixin):
             if isinstance(data.get(key), dict):
                 data[key] = TrainConfig.from_dict(data[key], source=f"{source}: {key}")
         return super().from_dict(data, source)
+
+    def kd_objective(self, default: dict | None = None) -> dict:
+        """The objective to train with: ``objective`` if set, else ``default`` (a method's own),
+        else plain KD: dark_ce + hard_ce, or logit_mse + hard_ce for BiLSTM/TextCNN students."""
+        if self.objective:
+            return validate_objective(self.objective)
+        if default:
+            return dict(default)
+        if self.student != "transformer":  # Tang et al.: BiLSTM/TextCNN regress the teacher's logits
+            return {"logit_mse": 1.0, "hard_ce": 1.0}
+        return {"dark_ce": 1.0, "hard_ce": 1.0}
+
+    def kd_loss_params(self) -> dict:
+        """``loss_params`` with the dark-knowledge temperature merged in."""
+        params = {k: dict(v) for k, v in self.loss_params.items()}
+        params.setdefault("dark_ce", {}).setdefault("temperature", self.temperature)
+        return params
 
     def with_max_steps(self, max_steps: int | None) -> "RunConfig":
         """Cap both stages at ``max_steps`` optimiser steps (smoke runs)."""
@@ -107,12 +141,17 @@ def _check_student_vocab(cfg: RunConfig) -> None:
         raise ConfigError("bilstm/textcnn students use the teacher's tokenizer: set student_init to the teacher")
 
 
-def train_teacher(cfg: RunConfig, data: Prepared, progress: bool = True) -> tuple[object, FitResult]:
-    """Fine-tune the teacher on the few-shot train set (model selection on validation)."""
+def train_teacher(cfg: RunConfig, data: Prepared, progress: bool = True, on_epoch_end=None,
+                  train: Encoded | None = None) -> tuple[object, FitResult]:
+    """Fine-tune the teacher on the few-shot train set (model selection on validation).
+
+    ``on_epoch_end(epoch, row, teacher)`` is called after each epoch (RCO records its route there);
+    ``train`` replaces the target train set (e.g. a source-domain teacher).
+    """
     seed_everything(cfg.seed)
     teacher = models.build_teacher(data.task.spec.num_labels, cfg.teacher)
-    result = fit(teacher, data.train, data.val, data.task.spec, cfg.teacher_train, device=data.device,
-                 seed=cfg.seed, progress=progress, desc="teacher")
+    result = fit(teacher, data.train if train is None else train, data.val, data.task.spec, cfg.teacher_train,
+                 device=data.device, seed=cfg.seed, progress=progress, desc="teacher", on_epoch_end=on_epoch_end)
     return teacher, result
 
 
@@ -180,38 +219,50 @@ def _save_curves(record: dict, run_dir: Path) -> None:
     plot_learning_curves(record["stages"], metric, run_dir / "learning_curves.png", title)
 
 
-def run_distill(cfg: RunConfig, out_dir: str | Path | None = None, teacher_dir: str | Path | None = None,
-                progress: bool = True) -> dict:
-    """Plain KD: fine-tune (or load) the teacher, cache its logits on the train set once, then
-    train the student on the weighted objective (default dark knowledge at ``temperature`` plus
-    the hard label), selecting the student's best epoch on validation."""
+def run_distill(cfg: RunConfig, out_dir: str | Path | None = None,
+                teacher_dir: str | Path | Sequence[str | Path] | None = None, progress: bool = True) -> dict:
+    """Distil with ``cfg.method`` (default ``kd``: fine-tune or load the teacher, cache its
+    outputs on the train set once, train the student on the weighted objective), selecting the
+    student's best epoch on validation; evaluate once on test.
+
+    Every method returns the same record shape (:func:`_record`), plus ``teacher_metrics``,
+    ``teacher_dir``, the resolved ``objective`` and ``method_options``, and method-specific
+    fields. With ``out_dir`` the student (and the learned loss modules, ``kd_modules.pt``) and
+    any teacher trained here are saved under ``out_dir/{method}-seed{seed}/``.
+
+    Args:
+        cfg: the run; ``cfg.method`` picks the trainer (see :mod:`augrl.kd.methods`).
+        out_dir: where models go (None: not saved).
+        teacher_dir: saved fine-tuned teacher(s) to reuse instead of training one (several
+            for ``multi_teacher``).
+        progress: progress bars on stderr.
+    """
+    from augrl.kd.methods import DistillContext, get_method
+
     start = time.perf_counter()
+    method = get_method(cfg.method)
+    options = method.parse_options(cfg.method_options)
+    method.check_student(cfg.student)
+    dirs = [] if teacher_dir is None else ([teacher_dir] if isinstance(teacher_dir, (str, Path)) else list(teacher_dir))
     data = prepare(cfg)
+    ctx = DistillContext(cfg, data, options, [Path(d) for d in dirs], progress, method)
+    result = method.run(ctx)
     spec = data.task.spec
-    stages = {}
-    if teacher_dir is not None:
-        teacher = models.load_model(teacher_dir).to(data.device)
-    else:
-        teacher, teacher_fit = train_teacher(cfg, data, progress)
-        stages["teacher"] = _stage(teacher_fit)
-    teacher_test = evaluate(teacher, data.test, spec, data.device, cfg.teacher_train.eval_batch_size)
-    cache = TeacherCache.from_model(teacher, data.train, cfg.teacher_train.eval_batch_size, data.device)
-    student = build_configured_student(cfg, spec.num_labels)
-    loss_params = {"dark_ce": {"temperature": cfg.temperature}}
-    result = fit(student, data.train, data.val, spec, cfg.student_train, objective=cfg.objective,
-                 loss_params=loss_params, teacher=cache, device=data.device, seed=cfg.seed, progress=progress,
-                 desc="student (KD)")
-    stages["student"] = _stage(result)
-    test = evaluate(student, data.test, spec, data.device, cfg.student_train.eval_batch_size)
-    record = _record("distill", "kd", cfg, data, test, result.best_val,
-                     {"teacher": models.count_parameters(teacher), "student": models.count_parameters(student)},
-                     time.perf_counter() - start, stages)
-    record["teacher_metrics"] = {"test": teacher_test}
-    record["teacher_dir"] = None if teacher_dir is None else str(teacher_dir)
+    test = evaluate(result.student, data.test, spec, data.device, cfg.student_train.eval_batch_size)
     if out_dir is not None:
-        run_dir = Path(out_dir) / f"kd-seed{cfg.seed}"
-        models.save_model(student, run_dir / "student", data.tokenizer)
-        if teacher_dir is None:
-            models.save_model(teacher, run_dir / "teacher", data.tokenizer)
-        _save_curves(record, run_dir)
+        out = Path(out_dir) / f"{cfg.method}-seed{cfg.seed}"
+        models.save_model(result.student, out / "student", data.tokenizer)
+        if result.distiller is not None:
+            result.distiller.save_modules(out / "student" / "kd_modules.pt")
+        for name, model in result.trained_teachers.items():
+            models.save_model(model, out / name, data.tokenizer)
+    record = _record("distill", cfg.method, cfg, data, test, result.best_val, result.params,
+                     time.perf_counter() - start, ctx.stages)
+    record["teacher_metrics"] = result.teacher_metrics
+    record["teacher_dir"] = None if not dirs else (str(dirs[0]) if len(dirs) == 1 else [str(d) for d in dirs])
+    record["objective"] = result.objective
+    record["method_options"] = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else {}
+    record.update(result.extra)
+    if out_dir is not None:
+        _save_curves(record, out)
     return record

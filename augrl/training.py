@@ -6,6 +6,7 @@ import copy
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 
 import torch
 from tqdm.auto import tqdm
@@ -73,10 +74,81 @@ def evaluate(model, data: Encoded, spec: TaskSpec, device: torch.device | str = 
     return compute_metrics(logits.numpy(), data.labels.numpy(), spec.num_labels)
 
 
+def total_steps(n_train: int, cfg: TrainConfig) -> int:
+    """Optimiser steps of a run: ``epochs`` passes over ``n_train`` examples, capped by ``max_steps``."""
+    total = -(-n_train // cfg.batch_size) * cfg.epochs
+    return total if cfg.max_steps is None else min(total, cfg.max_steps)
+
+
+StepFn = Callable[[dict], dict]
+
+
+def train_loop(model, step: StepFn, total: int, train: Encoded, val: Encoded, spec: TaskSpec, cfg: TrainConfig,
+               device: torch.device | str = "cpu", seed: int = 0, progress: bool = True, desc: str = "train",
+               on_epoch_end: Callable[[int, dict, object], None] | None = None) -> FitResult:
+    """Epochs of ``step`` over shuffled batches of ``train``; keep ``model``'s best epoch on ``val``.
+
+    The loop every trainer shares: :func:`fit` passes a :class:`~augrl.kd.Distiller` step;
+    co-training, NewsBERT, RCO and Meta-KD pass their own.
+
+    Args:
+        model: the network whose validation metric selects the epoch (updated in place and
+            left holding the best weights).
+        step: ``step(batch) -> {term: float}`` (must include ``loss``), one optimiser update.
+        total: optimiser steps to take (see :func:`total_steps`).
+        train, val: encoded datasets.
+        spec: the task (metric and label count).
+        cfg: batch size and evaluation batch size.
+        seed: seeds the batch order (weights are seeded by the caller).
+        on_epoch_end: called as ``on_epoch_end(epoch, history_row, model)`` after each
+            validation, with the model in its end-of-epoch state.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    metric = spec.metric
+    best: FitResult | None = None
+    best_state = None
+    history = []
+    steps = 0
+    start = time.perf_counter()
+    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, file=sys.stderr, leave=False)
+    epoch = 0
+    while steps < total:
+        epoch += 1
+        sums: dict[str, float] = {}
+        n = 0
+        for idx in iterate_batches(len(train), cfg.batch_size, generator):
+            terms = step(train.batch(idx, device))
+            steps += 1
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v
+            n += 1
+            bar.update(1)
+            bar.set_postfix(loss=f"{terms['loss']:.3f}", refresh=False)
+            if steps >= total:
+                break
+        val_metrics = evaluate(model, val, spec, device, cfg.eval_batch_size)
+        row = {"epoch": epoch, "step": steps, **{k: v / n for k, v in sums.items()},
+               **{f"val_{k}": v for k, v in val_metrics.items()}}
+        history.append(row)
+        bar.set_postfix(loss=f"{row['loss']:.3f}", **{f"val_{metric}": f"{val_metrics[metric]:.3f}"})
+        # ">=": on ties (common with small validation sets) prefer the longer-trained weights
+        if best is None or val_metrics[metric] >= best.best_val[metric]:
+            best = FitResult(epoch, val_metrics)
+            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, row, model)
+    bar.close()
+    model.load_state_dict(best_state)
+    best.history, best.steps, best.seconds = history, steps, time.perf_counter() - start
+    return best
+
+
 def fit(model, train: Encoded, val: Encoded, spec: TaskSpec, cfg: TrainConfig,
         objective: dict[str, float] | None = None, loss_params: dict[str, dict] | None = None,
         teacher: TeacherCache | None = None, device: torch.device | str = "cpu", seed: int = 0,
-        progress: bool = True, desc: str = "train") -> FitResult:
+        progress: bool = True, desc: str = "train", layer_map=None, weights: torch.Tensor | None = None,
+        distiller: Distiller | None = None, on_epoch_end: Callable[[int, dict, object], None] | None = None,
+        batch_extras: dict[str, torch.Tensor] | None = None) -> FitResult:
     """Train ``model`` on ``train``; keep the weights of the epoch best on ``val``.
 
     Args:
@@ -89,52 +161,35 @@ def fit(model, train: Encoded, val: Encoded, spec: TaskSpec, cfg: TrainConfig,
         teacher: cached teacher outputs over ``train`` (needed by teacher-based losses).
         seed: seeds the batch order (weights are seeded by the caller).
         progress: show a progress bar (steps, rate, ETA, loss) on stderr.
+        layer_map: teacher -> student layers for layer losses (default uniform).
+        weights: optional (N,) per-example loss weights over ``train``.
+        distiller: a ready :class:`~augrl.kd.Distiller` for ``model`` (then ``objective``,
+            ``loss_params`` and ``layer_map`` are its own); build it with
+            ``total_steps=total_steps(len(train), cfg)`` so the schedule matches.
+        on_epoch_end: see :func:`train_loop`.
+        batch_extras: per-example tensors (N, ...) over ``train`` added to each batch under
+            their names (e.g. Meta-KD's ``domain`` ids); the losses see them as
+            ``Outputs.extras``.
     """
     if len(train) == 0:
         raise ConfigError("the training set is empty")
     if teacher is not None and len(teacher) != len(train):
         raise ValueError(f"teacher cache has {len(teacher)} rows but the training set has {len(train)}")
-    steps_per_epoch = -(-len(train) // cfg.batch_size)
-    total = steps_per_epoch * cfg.epochs
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
-    distiller = Distiller(model, objective or {"hard_ce": 1.0}, loss_params, lr=cfg.lr,
-                          weight_decay=cfg.weight_decay, total_steps=total, warmup_ratio=cfg.warmup_ratio,
-                          grad_clip=cfg.grad_clip, device=device)
-    generator = torch.Generator().manual_seed(seed)
-    metric = spec.metric
-    best: FitResult | None = None
-    best_state = None
-    history = []
-    start = time.perf_counter()
-    bar = tqdm(total=total, desc=desc, unit="step", disable=not progress, file=sys.stderr, leave=False)
-    epoch = 0
-    while distiller.steps < total:
-        epoch += 1
-        sums: dict[str, float] = {}
-        n = 0
-        for idx in iterate_batches(len(train), cfg.batch_size, generator):
-            terms = distiller.step(train.batch(idx, device), teacher)
-            for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + v
-            n += 1
-            bar.update(1)
-            bar.set_postfix(loss=f"{terms['loss']:.3f}", refresh=False)
-            if distiller.steps >= total:
-                break
-        val_metrics = evaluate(model, val, spec, device, cfg.eval_batch_size)
-        row = {"epoch": epoch, "step": distiller.steps, **{k: v / n for k, v in sums.items()},
-               **{f"val_{k}": v for k, v in val_metrics.items()}}
-        history.append(row)
-        bar.set_postfix(loss=f"{row['loss']:.3f}", **{f"val_{metric}": f"{val_metrics[metric]:.3f}"})
-        # ">=": on ties (common with small validation sets) prefer the longer-trained weights
-        if best is None or val_metrics[metric] >= best.best_val[metric]:
-            best = FitResult(epoch, val_metrics)
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-    bar.close()
-    model.load_state_dict(best_state)
-    best.history, best.steps, best.seconds = history, distiller.steps, time.perf_counter() - start
-    return best
+    if weights is not None and len(weights) != len(train):
+        raise ValueError(f"{len(weights)} example weights for a training set of {len(train)}")
+    total = total_steps(len(train), cfg)
+    if distiller is None:
+        distiller = Distiller(model, objective or {"hard_ce": 1.0}, loss_params, lr=cfg.lr,
+                              weight_decay=cfg.weight_decay, total_steps=total, warmup_ratio=cfg.warmup_ratio,
+                              grad_clip=cfg.grad_clip, device=device, layer_map=layer_map, teacher=teacher)
+
+    def step(batch: dict) -> dict:
+        index = batch["index"].cpu()
+        for name, values in (batch_extras or {}).items():
+            batch[name] = values[index].to(batch["index"].device)
+        return distiller.step(batch, teacher, None if weights is None else weights[index])
+
+    return train_loop(model, step, total, train, val, spec, cfg, device, seed, progress, desc, on_epoch_end)
 
 
 def clone_model(model):

@@ -106,3 +106,45 @@ def test_truncated_last_line_is_reported(tmp_path):
         f.write('{"a": 2, "b"')
     records, bad = read_jsonl(path)
     assert records == [{"a": 1}] and bad[0][0] == 2
+
+
+ALL_METHODS = ["kd", "multi_teacher", "cotrain_isolated", "cotrain_shared_grad", "cotrain_loss_sum", "newsbert", "rco",
+               "metakd"]
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_every_method_runs_from_the_cli(method, toy_task, tiny_model_dir, tmp_path, capsys):
+    rec = _run_json(capsys, ["distill", "--task", str(toy_task), "--teacher", str(tiny_model_dir), "--method", method,
+                             "--shots", "8", "--max-steps", "5", "--json", "--quiet", "--out", str(tmp_path)])
+    assert rec["method"] == method and set(rec["metrics"]["test"]) == {"accuracy", "f1"}
+    assert rec["stages"]["student"]["steps"] == 5 and rec["params"]["student"] > 0
+    assert set(rec["teacher_metrics"]["test"]) == {"accuracy", "f1"} and rec["objective"]
+    assert (tmp_path / f"{method}-seed0" / "student" / "config.json").exists()
+    from augrl.kd.methods import method_names
+
+    assert set(ALL_METHODS) <= set(method_names())
+
+
+def test_objective_layer_map_and_options_flags(toy_task, tiny_model_dir, tmp_path, capsys):
+    common = ["distill", "--task", str(toy_task), "--teacher", str(tiny_model_dir), "--shots", "4", "--max-steps", "2",
+              "--json", "--quiet"]
+    rec = _run_json(capsys, [*common, "--objective", "attention_mse=1,hidden_mse=1,dark_ce=1", "--layer-map", "4:2,2:1",
+                             "--out", str(tmp_path)])
+    assert rec["objective"] == {"attention_mse": 1.0, "hidden_mse": 1.0, "dark_ce": 1.0}
+    assert rec["layer_map"] == "2:1,4:2" and rec["teacher_cache_bytes"] > 0
+    assert {"attention_mse", "hidden_mse", "dark_ce"} <= set(rec["stages"]["student"]["history"][0])
+    assert (tmp_path / "kd-seed0" / "student" / "kd_modules.pt").exists()  # the learned projection W
+    rec = _run_json(capsys, [*common, "--method", "newsbert", "--option", "beta=0.25", "--objective",
+                             '{"dark_ce": 1, "hard_ce": 0.5}'])
+    assert rec["method_options"]["beta"] == 0.25 and rec["objective"] == {"dark_ce": 1.0, "hard_ce": 0.5}
+    assert main([*common, "--method", "newsbert", "--option", "gamma=1"]) == 2
+    assert "unknown field(s) ['gamma']" in capsys.readouterr().err
+    assert main([*common, "--method", "newsbert", "--student", "bilstm"]) == 2
+    assert "needs a transformer student" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("student", ["bilstm", "textcnn"])
+def test_small_students_default_to_logit_regression(student, toy_task, tiny_model_dir, capsys):
+    rec = _run_json(capsys, ["distill", "--task", str(toy_task), "--teacher", str(tiny_model_dir), "--student", student,
+                             "--method", "cotrain_isolated", "--shots", "4", "--max-steps", "2", "--json", "--quiet"])
+    assert rec["objective"] == {"logit_mse": 1.0, "hard_ce": 1.0}

@@ -73,3 +73,24 @@ def test_distill_rt_with_minilm_end_to_end(data_root, capsys):
     rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0.0 <= rec["metrics"]["test"]["accuracy"] <= 1.0
     assert rec["params"]["teacher"] == 22713986 and 15_000_000 < rec["params"]["student"] < 16_000_000
+
+
+def test_kd_with_the_l2a_objective_on_minilm(data_root, capsys):
+    """Cached MiniLM hidden states and attention scores of the mapped layers 3 and 6."""
+    argv = ["distill", "--task", "rt", "--shots", "8", "--max-steps", "2", "--json", "--quiet",
+            "--objective", "attention_mse=1,hidden_mse=1,dark_ce=1"]
+    assert main(argv) == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["layer_map"] == "3:1,6:2" and rec["teacher_cache_bytes"] > 0
+    first = rec["stages"]["student"]["history"][0]
+    assert first["attention_mse"] > 0 and first["hidden_mse"] > 0 and first["dark_ce"] >= 0
+
+
+def test_metakd_on_amazon_domains(data_root, capsys):
+    argv = ["distill", "--task", "amazon-books", "--method", "metakd", "--shots", "4", "--max-steps", "2",
+            "--option", "source_shots=4", "--json", "--quiet"]
+    assert main(argv) == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["domains"] == ["books", "dvd", "electronics"] and rec["meta_train_size"] == 8 + 2 * 8
+    assert 0.0 < rec["expertise_weight_mean"] < 2.0
+    assert "domain_transfer" in rec["stages"]["student"]["history"][0]

@@ -1,12 +1,50 @@
-"""One optimisation step of a student under a weighted KD objective."""
+"""One optimisation step of a student under a weighted KD objective.
+
+:class:`Distiller` is what every trainer and the augmentation environment call: it owns the
+student's optimiser, the learned parts of the losses (the projections W of ``hidden_mse`` and
+``embedding_mse``, Meta-KD's student domain head), the explicit layer map, and takes teacher
+outputs from a :class:`~augrl.kd.cache.TeacherCache` (computed once per dataset), from a live
+teacher model, or as ready :class:`~augrl.kd.outputs.Outputs`.
+
+Where the learned loss modules live: in :attr:`Distiller.modules` (an ``nn.ModuleDict`` keyed
+by loss name), outside the student, so the student's checkpoint stays a plain Hugging Face
+model. They are in the same optimiser as the student and are saved beside it by
+:meth:`Distiller.save_modules` (``kd_modules.pt``; the pipelines do this next to the student).
+"""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
 
 import torch
 from torch import nn
 
+from augrl.errors import ConfigError
 from augrl.kd.cache import TeacherCache
-from augrl.kd.losses import Outputs, get_loss, validate_objective
+from augrl.kd.layer_map import LayerMap
+from augrl.kd.losses import LossEntry, get_loss, validate_objective
+from augrl.kd.outputs import KINDS, Needs, Outputs, model_outputs
+from augrl.models import hidden_size, layer_count
+
+TeacherLike = "Outputs | TeacherCache | nn.Module | None"
+
+
+def make_optimizer(params: Iterable[nn.Parameter], lr: float, weight_decay: float = 0.01,
+                   total_steps: int | None = None, warmup_ratio: float = 0.1):
+    """AdamW, with linear warm-up then linear decay to 0 over ``total_steps`` (constant learning
+    rate when ``total_steps`` is None). Returns ``(optimizer, scheduler or None)``."""
+    optimizer = torch.optim.AdamW(list(params), lr=lr, weight_decay=weight_decay)
+    if not total_steps:
+        return optimizer, None
+    warmup = max(1, int(warmup_ratio * total_steps))
+
+    def schedule(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
 
 
 class Distiller:
@@ -15,85 +53,198 @@ class Distiller:
     Fine-tuning is the special case ``objective={"hard_ce": 1}`` with no teacher.
 
     Args:
-        student: a classifier returning ``.logits`` (B, C).
-        objective: loss name -> weight, e.g. ``{"dark_ce": 1, "hard_ce": 1}``.
+        student: a classifier returning ``.logits`` (B, C); BERT-style when the objective reads
+            layers.
+        objective: loss name -> weight, e.g. ``{"attention_mse": 1, "hidden_mse": 1, "dark_ce": 1}``.
         loss_params: per-loss keyword arguments, e.g. ``{"dark_ce": {"temperature": 2}}``.
         lr, weight_decay: AdamW settings.
         total_steps, warmup_ratio: linear warm-up then linear decay to 0 over ``total_steps``
             (constant learning rate when ``total_steps`` is None).
-        grad_clip: max gradient norm (None: no clipping).
+        grad_clip: max gradient norm over everything trained (None: no clipping).
         device: where the student lives.
+        layer_map: teacher -> student layers (a :class:`LayerMap`, ``"3:1,6:2"``...); default
+            the uniform map. Only used when a loss reads layers.
+        teacher: the teacher model or its cache, to read its layer count and width from
+            (``teacher_layers`` / ``teacher_hidden_size`` override).
+        extra_parameters: further parameters trained by the same optimiser and clipped with the
+            student (e.g. the teacher in ``cotrain_loss_sum``).
     """
 
     def __init__(self, student: nn.Module, objective: dict[str, float],
                  loss_params: dict[str, dict] | None = None, lr: float = 1e-4, weight_decay: float = 0.01,
                  total_steps: int | None = None, warmup_ratio: float = 0.1, grad_clip: float | None = 1.0,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", layer_map: LayerMap | str | None = None,
+                 teacher: TeacherCache | nn.Module | None = None, teacher_layers: int | None = None,
+                 teacher_hidden_size: int | None = None, extra_parameters: Iterable[nn.Parameter] = ()) -> None:
         self.objective = validate_objective(objective)
         self.loss_params = {k: dict(v) for k, v in (loss_params or {}).items() if k in self.objective}
-        self.entries = {name: get_loss(name) for name in self.objective}
+        self.entries: dict[str, LossEntry] = {name: get_loss(name) for name in self.objective}
         self.needs_teacher = any(e.needs_teacher for e in self.entries.values())
-        self.needs = frozenset().union(*(e.needs for e in self.entries.values()))
         self.device = torch.device(device)
         self.student = student.to(self.device)
         self.grad_clip = grad_clip
-        self.optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=weight_decay)
-        self.scheduler = None
-        if total_steps:
-            warmup = max(1, int(warmup_ratio * total_steps))
-
-            def schedule(step: int) -> float:
-                if step < warmup:
-                    return (step + 1) / warmup
-                return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-            self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, schedule)
+        if isinstance(teacher, TeacherCache):
+            teacher_layers = teacher_layers or teacher.num_layers
+            teacher_hidden_size = teacher_hidden_size or teacher.hidden_size
+        elif isinstance(teacher, nn.Module):
+            teacher_layers = teacher_layers or layer_count(teacher)
+            teacher_hidden_size = teacher_hidden_size or hidden_size(teacher)
+        self.layer_map: LayerMap | None = None
+        self._teacher_needs = self._student_needs = Needs()
+        layered = [n for n, e in self.entries.items() if e.needs]
+        if layered:
+            student_layers = layer_count(student)
+            if student_layers is None:
+                raise ConfigError(f"losses {layered} read transformer layers, but the student is a "
+                                  f"{type(student).__name__}; use logit losses (logit_mse, dark_ce, hard_ce)")
+            if layer_map is None and teacher_layers is None:
+                raise ConfigError(f"losses {layered} need a layer map: give layer_map, or the teacher (or its "
+                                  "layer count) so the uniform map can be built")
+            self.layer_map = LayerMap.resolve(layer_map, teacher_layers, student_layers)
+            for name in layered:
+                pairs = self.entries[name].layer_pairs(self.layer_map, **self.loss_params.get(name, {}))
+                self._teacher_needs |= Needs.of(**{k: [t for t, _ in v if t is not None] for k, v in pairs.items()})
+                self._student_needs |= Needs.of(**{k: [s for _, s in v] for k, v in pairs.items()})
+        self.modules = nn.ModuleDict()
+        student_width = hidden_size(student)
+        for name, entry in self.entries.items():
+            if entry.module is not None:
+                if student_width is None:
+                    raise ConfigError(f"loss {name!r} learns a projection from the student's hidden states; "
+                                      f"a {type(student).__name__} has none")
+                self.modules[name] = entry.module(student_width, teacher_hidden_size or student_width,
+                                                  **self.loss_params.get(name, {}))
+        self.modules.to(self.device)
+        self.extra_parameters = list(extra_parameters)
+        self.optimizer, self.scheduler = make_optimizer(self.parameters(), lr, weight_decay, total_steps, warmup_ratio)
         self.steps = 0
 
-    def student_outputs(self, batch: dict[str, torch.Tensor]) -> Outputs:
-        kwargs = {}
-        if "hidden_states" in self.needs:
-            kwargs["output_hidden_states"] = True
-        if "attentions" in self.needs:
-            kwargs["output_attentions"] = True
-        out = self.student(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                           token_type_ids=batch["token_type_ids"], **kwargs)
-        return Outputs(out.logits, getattr(out, "hidden_states", None), getattr(out, "attentions", None))
+    # ------------------------------------------------------------------ what is needed
 
-    def losses(self, batch: dict[str, torch.Tensor], teacher: Outputs | TeacherCache | None) -> dict[str, torch.Tensor]:
-        """Each weighted term (unweighted values) and ``loss``, their weighted sum."""
+    def teacher_needs(self) -> Needs:
+        """Teacher layers the objective reads, per kind: what a cache must hold."""
+        return self._teacher_needs
+
+    def student_needs(self) -> Needs:
+        return self._student_needs
+
+    def parameters(self) -> list[nn.Parameter]:
+        """Everything this distiller trains: student, loss modules, extra parameters."""
+        seen, out = set(), []
+        for p in [*self.student.parameters(), *self.modules.parameters(), *self.extra_parameters]:
+            if id(p) not in seen:
+                seen.add(id(p))
+                out.append(p)
+        return out
+
+    # ------------------------------------------------------------------ forward
+
+    def student_outputs(self, batch: dict[str, torch.Tensor]) -> Outputs:
+        return model_outputs(self.student, batch, self._student_needs)
+
+    def teacher_outputs(self, batch: dict[str, torch.Tensor], teacher: "TeacherLike") -> Outputs | None:
+        """The teacher's outputs on ``batch`` on this device, floating tensors as float32.
+
+        ``teacher``: a cache (looked up by ``batch["index"]``), a frozen model (run without
+        gradients in eval mode), ready Outputs (used as given: gradients kept), or None.
+        """
+        if teacher is None:
+            return None
         if isinstance(teacher, TeacherCache):
-            teacher = teacher[batch["index"]]
+            missing = {k: sorted(set(getattr(self._teacher_needs, k)) - set(getattr(teacher.stored(), k)))
+                       for k in KINDS}
+            missing = {k: v for k, v in missing.items() if v}
+            if missing:
+                raise ValueError(f"the teacher cache lacks layers {missing} that the objective reads; build it with "
+                                 "TeacherCache.from_model(teacher, data, needs=distiller.teacher_needs())")
+            out = teacher[batch["index"]]
+            if out.mask is not None and out.mask.shape[1] != batch["input_ids"].shape[1]:
+                raise ValueError(f"cached teacher outputs are padded to {out.mask.shape[1]} tokens but the batch to "
+                                 f"{batch['input_ids'].shape[1]}: was the cache built on this dataset?")
+        elif isinstance(teacher, nn.Module):
+            was_training = teacher.training
+            teacher.eval()
+            with torch.no_grad():
+                out = model_outputs(teacher, batch, self._teacher_needs)
+            teacher.train(was_training)
+        else:
+            out = teacher
+        return out.map(lambda t: t.to(self.device, dtype=torch.float32) if t.is_floating_point() else t.to(self.device))
+
+    def losses(self, batch: dict[str, torch.Tensor], teacher: "TeacherLike" = None,
+               weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Each weighted term (unweighted values) and ``loss``, their weighted sum.
+
+        Args:
+            batch: from :meth:`augrl.batching.Encoded.batch`, on this device.
+            teacher: see :meth:`teacher_outputs`.
+            weights: optional (B,) per-example weights, passed to every loss.
+        """
         if self.needs_teacher and teacher is None:
             raise ValueError(f"objective {sorted(self.objective)} needs teacher outputs, none given")
-        if teacher is not None:
-            teacher = Outputs(*(None if t is None else (t.to(self.device) if torch.is_tensor(t) else
-                                                        tuple(x.to(self.device) for x in t))
-                                for t in (teacher.logits, teacher.hidden_states, teacher.attentions)))
+        teacher_out = self.teacher_outputs(batch, teacher)
         student = self.student_outputs(batch)
-        terms = {name: e.fn(student, teacher, batch["labels"], **self.loss_params.get(name, {}))
-                 for name, e in self.entries.items()}
+        terms = {}
+        for name, entry in self.entries.items():
+            params = dict(self.loss_params.get(name, {}))
+            if entry.needs:
+                params["layer_map"] = self.layer_map
+            if name in self.modules:
+                params["module"] = self.modules[name]
+            if weights is not None:
+                if not entry.weighted:
+                    raise ConfigError(f"loss {name!r} takes no per-example weights (add a `weights` parameter)")
+                params["weights"] = weights.to(self.device)
+            terms[name] = entry.fn(student, teacher_out, batch["labels"], **params)
         terms["loss"] = sum(self.objective[n] * v for n, v in terms.items())
         return terms
 
-    def step(self, batch: dict[str, torch.Tensor], teacher: Outputs | TeacherCache | None = None) -> dict[str, float]:
+    # ------------------------------------------------------------------ update
+
+    def apply_gradients(self) -> None:
+        """Clip, take one optimiser step and advance the schedule (gradients already computed)."""
+        if self.grad_clip:
+            nn.utils.clip_grad_norm_(self.parameters(), self.grad_clip)
+        self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+        self.steps += 1
+
+    def step(self, batch: dict[str, torch.Tensor], teacher: "TeacherLike" = None,
+             weights: torch.Tensor | None = None) -> dict[str, float]:
         """Forward, backward and one optimiser step on ``batch``.
 
         Args:
             batch: from :meth:`augrl.batching.Encoded.batch` (needs ``index`` with a cache).
-            teacher: the teacher's outputs on this batch, or the cache to look them up in.
+            teacher: the teacher's outputs on this batch, the cache to look them up in, or a
+                frozen teacher model.
+            weights: optional (B,) per-example loss weights.
 
         Returns:
             Each loss term and the total ``loss``, as floats.
         """
         self.student.train()
-        terms = self.losses(batch, teacher)
+        self.modules.train()
+        terms = self.losses(batch, teacher, weights)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
-        if self.grad_clip:
-            nn.utils.clip_grad_norm_(self.student.parameters(), self.grad_clip)
-        self.optimizer.step()
-        if self.scheduler is not None:
-            self.scheduler.step()
-        self.steps += 1
+        self.apply_gradients()
         return {k: float(v.detach()) for k, v in terms.items()}
+
+    # ------------------------------------------------------------------ saving
+
+    def save_modules(self, path: str | Path) -> Path | None:
+        """Save the learned loss modules (projections...) with the layer map; None if there are none."""
+        if not len(self.modules):
+            return None
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"modules": {k: m.state_dict() for k, m in self.modules.items()},
+                    "layer_map": None if self.layer_map is None else str(self.layer_map),
+                    "objective": self.objective}, path)
+        return path
+
+    def load_modules(self, path: str | Path) -> None:
+        state = torch.load(path, map_location=self.device)
+        for name, module_state in state["modules"].items():
+            self.modules[name].load_state_dict(module_state)
