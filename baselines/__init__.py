@@ -18,7 +18,7 @@ measures (label preservation, distinct-n, edit fraction) are in :mod:`.quality`.
 from .base import Augmenter, Text, WordAugmenter, edit_count, edit_fraction, word_edit_distance
 from .registry import get, names, parameters, register
 from .mapping import augment_dataset, map_function
-from . import eda, tang  # noqa: F401  (register the built-in augmenters)
+from . import eda, tang, contextual, cbert  # noqa: F401  (register the built-in augmenters)
 
 __all__ = ["Augmenter", "WordAugmenter", "Text", "get", "names", "parameters", "register", "augment_dataset", "map_function",
            "edit_count", "edit_fraction", "word_edit_distance"]
