@@ -78,16 +78,19 @@ class CBERTAugmenter(ContextualAugmenter):
                  top_k: int = 100, temperature: float = 1.0, use_source: bool = False, source_examples: int = 5000,
                  epochs: int = 10, max_steps: int = 300, lr: float = 5e-5, finetune_batch: int = 16,
                  stop_words: list[str] | None = None, adapt: bool | None = None, mlm_steps: int | None = None,
-                 max_length: int = 128, forward_batch: int = 128, device: str = "auto", progress: bool = False,
-                 side: str = "both", seed: int | None = None, batch_size: int = 64) -> None:
+                 mlm_config: dict | None = None, max_length: int = 128, forward_batch: int = 128,
+                 device: str = "auto", progress: bool = False, side: str = "both", seed: int | None = None,
+                 batch_size: int = 64) -> None:
         super().__init__(mlm=mlm, p=p, min_words=min_words, max_words=max_words, top_k=top_k,
                          temperature=temperature, stop_words=stop_words, adapt=adapt, mlm_steps=mlm_steps,
-                         max_length=max_length, forward_batch=forward_batch, device=device, progress=progress,
+                         mlm_config=mlm_config, max_length=max_length, forward_batch=forward_batch, device=device,
+                         progress=progress,
                          side=side, seed=seed, batch_size=batch_size)
         if int(epochs) < 1 or int(max_steps) < 1 or int(finetune_batch) < 1 or float(lr) <= 0:
             raise ConfigError("CBERT epochs, max_steps, finetune_batch must be >= 1 and lr > 0")
         self.use_source, self.source_examples = bool(use_source), int(source_examples)
-        self.epochs, self.max_steps, self.lr, self.finetune_batch = int(epochs), int(max_steps), float(lr), int(finetune_batch)
+        self.epochs, self.max_steps = int(epochs), int(max_steps)
+        self.lr, self.finetune_batch = float(lr), int(finetune_batch)
         self.label_names: tuple[str, ...] = ()
         self.num_labels: int | None = None
         if isinstance(mlm, MaskedLM) and getattr(mlm.model.config, CONFIG_FLAG, None):
@@ -95,7 +98,8 @@ class CBERTAugmenter(ContextualAugmenter):
 
     def params(self):
         return {**super().params(), "use_source": self.use_source, "source_examples": self.source_examples,
-                "epochs": self.epochs, "max_steps": self.max_steps, "lr": self.lr, "finetune_batch": self.finetune_batch}
+                "epochs": self.epochs, "max_steps": self.max_steps, "lr": self.lr,
+                "finetune_batch": self.finetune_batch}
 
     # ------------------------------------------------------------------ fine-tuning
 

@@ -66,6 +66,7 @@ class ContextualAugmenter(Augmenter):
         stop_words: words never replaced (default: none, as nlpaug).
         adapt: adapt the MLM on the task in :meth:`fit` (default: when it has no trained head).
         mlm_steps: adaptation steps (default :class:`~augrl.baselines.mlm.MLMConfig`'s).
+        mlm_config: other :class:`~augrl.baselines.mlm.MLMConfig` settings, e.g. ``{"lr": 2e-4}``.
         max_length: word pieces the MLM sees (the model's own limit applies too).
         forward_batch: masked sequences per forward pass.
         device: ``auto``, ``cpu``, ``cuda``...
@@ -78,9 +79,9 @@ class ContextualAugmenter(Augmenter):
 
     def __init__(self, mlm: str | MaskedLM = "minilm", p: float = 0.3, min_words: int = 1, max_words: int = 10,
                  top_k: int = 100, temperature: float = 1.0, stop_words: list[str] | None = None,
-                 adapt: bool | None = None, mlm_steps: int | None = None, max_length: int = 128,
-                 forward_batch: int = 128, device: str = "auto", progress: bool = False, side: str = "both",
-                 seed: int | None = None, batch_size: int = 64) -> None:
+                 adapt: bool | None = None, mlm_steps: int | None = None, mlm_config: dict | None = None,
+                 max_length: int = 128, forward_batch: int = 128, device: str = "auto", progress: bool = False,
+                 side: str = "both", seed: int | None = None, batch_size: int = 64) -> None:
         super().__init__(side=side, seed=seed, batch_size=batch_size)
         if not 0.0 <= float(p) <= 1.0:
             raise ConfigError(f"p must be in [0, 1], got {p}")
@@ -92,7 +93,8 @@ class ContextualAugmenter(Augmenter):
         self.top_k, self.temperature = int(top_k), float(temperature)
         self.stop_words = frozenset(w.lower() for w in (stop_words or ()))
         self.adapt = adapt
-        self.mlm_config = MLMConfig() if mlm_steps is None else MLMConfig(steps=int(mlm_steps))
+        cfg = MLMConfig.from_dict(dict(mlm_config or {}), source="mlm_config")
+        self.mlm_config = cfg if mlm_steps is None else cfg.replace(steps=int(mlm_steps))
         self.max_length, self.forward_batch = int(max_length), int(forward_batch)
         self.device, self.progress = device, bool(progress)
         self.mlm_name = mlm.path if isinstance(mlm, MaskedLM) else str(mlm)
@@ -104,7 +106,7 @@ class ContextualAugmenter(Augmenter):
     def params(self):
         return {"mlm": self.mlm_name, "p": self.p, "min_words": self.min_words, "max_words": self.max_words,
                 "top_k": self.top_k, "temperature": self.temperature, "stop_words": sorted(self.stop_words),
-                "mlm_steps": self.mlm_config.steps, "max_length": self.max_length, **super().params()}
+                "mlm_config": self.mlm_config.to_dict(), "max_length": self.max_length, **super().params()}
 
     # ------------------------------------------------------------------ the model
 
