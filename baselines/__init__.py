@@ -20,5 +20,5 @@ from .registry import get, names, parameters, register
 from .mapping import augment_dataset, map_function
 from . import eda, tang, contextual, cbert  # noqa: F401  (register the built-in augmenters)
 
-__all__ = ["Augmenter", "WordAugmenter", "Text", "get", "names", "parameters", "register", "augment_dataset", "map_function",
-           "edit_count", "edit_fraction", "word_edit_distance"]
+__all__ = ["Augmenter", "WordAugmenter", "Text", "get", "names", "parameters", "register", "augment_dataset",
+           "map_function", "edit_count", "edit_fraction", "word_edit_distance"]

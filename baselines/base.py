@@ -169,7 +169,10 @@ class Augmenter(ABC):
             stop = start + max(1, size)
             chunk = list(examples[start:stop])
             chunk_labels = None if labels is None else list(labels[start:stop])
-            variants = self._augment_examples(chunk, n, chunk_labels, list(rngs[start:stop])) if n else [[] for _ in chunk]
+            if n:
+                variants = self._augment_examples(chunk, n, chunk_labels, list(rngs[start:stop]))
+            else:
+                variants = [[] for _ in chunk]
             for example, pair, vs in zip(chunk, pairs[start:stop], variants):
                 out.append([from_example(self._valid(example, v), pair) for v in vs])
         return out

@@ -111,7 +111,7 @@ class EDA(WordAugmenter):
     def _sr(self, words: list[str], rng: np.random.Generator) -> list[str]:
         candidates = self._candidates(words)
         rng.shuffle(candidates)
-        replaced = 0
+        replaced, wanted = 0, self._count("sr", words)
         for word in candidates:
             options = self.synonyms(word)
             if not options:
@@ -119,7 +119,7 @@ class EDA(WordAugmenter):
             choice = options[int(rng.integers(len(options)))]
             words = [choice if w == word else w for w in words]
             replaced += 1
-            if replaced >= self._count("sr", words):
+            if replaced >= wanted:
                 break
         return " ".join(words).split()  # multi-word synonyms become several words
 

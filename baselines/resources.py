@@ -119,7 +119,8 @@ def load_spacy():
     try:
         import spacy
     except ImportError:
-        raise ConfigError(f"spaCy is not installed (POS replacement needs it): `pip install spacy`; then {SPACY_HELP}") from None
+        raise ConfigError("spaCy is not installed (POS replacement needs it): `pip install spacy`; "
+                          f"then {SPACY_HELP}") from None
     for name in SPACY_MODELS:
         if importlib.util.find_spec(name) is None:
             continue
