@@ -153,10 +153,11 @@ class ContextualAugmenter(Augmenter):
             tok = mlm.tokenizer
             vocab_size = mlm.head(torch.zeros(1, mlm.model.config.hidden_size, device=mlm.device)).shape[-1]
             special = set(tok.all_special_ids)
+            word_start = self._bpe()  # BPE vocabularies mark whole words by a leading Ġ / ▁
             allowed = torch.zeros(vocab_size, dtype=torch.bool)
             for token, index in tok.get_vocab().items():
                 if index < vocab_size and index not in special and not token.startswith("##") \
-                        and _ALPHA.fullmatch(token.lstrip("Ġ▁")):
+                        and (not word_start or token[:1] in ("Ġ", "▁")) and _ALPHA.fullmatch(token.lstrip("Ġ▁")):
                     allowed[index] = True
             self._allowed = allowed.to(mlm.device)
         return self._allowed
@@ -169,10 +170,14 @@ class ContextualAugmenter(Augmenter):
         if len(self._pieces) > 500_000:
             self._pieces.clear()
         tok = self.masked_lm().tokenizer
-        # BPE tokenizers (RoBERTa) mark a word start by a leading space; WordPiece ignores it
-        prefix = " " if tok.tokenize(" a") != tok.tokenize("a") else ""
+        prefix = " " if self._bpe() else ""
         ids = tok([prefix + w for w in new], add_special_tokens=False)["input_ids"]
         self._pieces.update(zip(new, ids))
+
+    def _bpe(self) -> bool:
+        """Whether the tokenizer marks a word start by a leading space (RoBERTa's BPE; not WordPiece)."""
+        tok = self.masked_lm().tokenizer
+        return tok.tokenize(" a") != tok.tokenize("a")
 
     # ------------------------------------------------------------------ label conditioning hook
 
