@@ -202,6 +202,103 @@ def cmd_distill(args: argparse.Namespace) -> None:
     _finish(run_distill(cfg, out_dir=args.out, teacher_dir=dirs or None, progress=not args.quiet), args)
 
 
+def _parse_params(items: list[str]) -> dict:
+    """``--param key=value`` flags (values read as YAML: 0.2, true, [a, b]) into a dict."""
+    import yaml
+
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise AugrlError(f"--param expects key=value, got {item!r}")
+        try:
+            params[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            params[key.strip()] = value
+    return params
+
+
+def _augment_teacher(args: argparse.Namespace, spec):
+    """The teacher of ``--report``: loaded from ``--teacher-dir``, or fine-tuned now (saved to --out)."""
+    from augrl import models
+    from augrl.pipelines import RunConfig, prepare, train_teacher
+
+    if args.teacher_dir:
+        return models.load_model(args.teacher_dir), models.load_tokenizer(args.teacher_dir), args.teacher_dir
+    cfg = RunConfig(task=args.task, shots=args.shots, seed=args.seed, data_dir=args.data_dir,
+                    teacher=args.teacher or models.DEFAULT_MODEL, device=args.device or "auto")
+    cfg = cfg.with_max_steps(args.max_steps)
+    data = prepare(cfg)
+    teacher, _ = train_teacher(cfg, data, progress=not args.quiet)
+    where = None
+    if args.out:
+        where = str(models.save_model(teacher, Path(args.out) / f"teacher_ft-seed{args.seed}", data.tokenizer))
+        print(f"teacher saved to {where} (reuse it with --teacher-dir)", file=sys.stderr)
+    return teacher, data.tokenizer, where
+
+
+def cmd_augment(args: argparse.Namespace) -> None:
+    import time
+
+    from augrl import baselines
+    from augrl.baselines.quality import quality_report
+    from augrl.runtime import select_device
+    from augrl.tasks import load_task
+
+    params = _parse_params(args.param or [])
+    accepted = baselines.parameters(args.method)  # an unknown method fails before any loading
+    for key, value in (("mlm", args.mlm), ("side", args.side), ("device", args.device),
+                       ("progress", not args.quiet), ("mlm_steps", args.mlm_steps)):
+        if value is not None and key in accepted and key not in params:
+            params[key] = value
+    task = load_task(args.task, shots=args.shots, seed=args.seed, data_dir=args.data_dir)
+    dataset = getattr(task, args.split)
+    if args.limit is not None:
+        dataset = dataset.select(range(min(args.limit, len(dataset))))
+    fields = task.spec.text_fields
+    columns = [list(dataset[f]) for f in fields]
+    texts = columns[0] if len(fields) == 1 else [(a, b) for a, b in zip(*columns)]
+    labels = list(dataset["label"])
+
+    augmenter = baselines.get(args.method, **params)
+    start = time.perf_counter()
+    augmenter.fit(task)
+    fit_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    variants = augmenter.augment(texts, n=args.n, labels=labels, seed=args.seed)
+    seconds = time.perf_counter() - start
+    examples = [{"idx": int(idx), "label": label, "original": list(t) if isinstance(t, tuple) else t,
+                 "variants": [list(v) if isinstance(v, tuple) else v for v in vs],
+                 "edits": [baselines.edit_count(t, v) for v in vs]}
+                for idx, label, t, vs in zip(dataset["idx"], labels, texts, variants)]
+    flat = [(t, v) for t, vs in zip(texts, variants) for v in vs]
+    record = {"command": "augment", "task": task.spec.name, "split": args.split, "method": args.method,
+              "params": augmenter.params(), "n": args.n, "seed": args.seed, "inputs": len(texts),
+              "changed_rate": sum(v != t for t, v in flat) / len(flat) if flat else 0.0,
+              "fit_seconds": round(fit_seconds, 2), "seconds": round(seconds, 3),
+              "sentences_per_second": round(len(texts) / seconds, 2) if seconds > 0 else None,
+              "examples": examples, "split_meta": task.meta}
+    if hasattr(augmenter, "describe_mlm"):
+        record["mlm"] = augmenter.describe_mlm()
+    if args.report:
+        teacher, tokenizer, teacher_dir = _augment_teacher(args, task.spec)
+        record["report"] = quality_report(texts, labels, variants, teacher, tokenizer, task.spec,
+                                          device=select_device(args.device or "auto"))
+        record["report"]["teacher_dir"] = teacher_dir
+    if args.json:
+        print(json.dumps(record, default=str))
+        return
+    for ex in examples:
+        print(f"[{ex['idx']}] label={ex['label']}: {ex['original']}")
+        for v, e in zip(ex["variants"], ex["edits"]):
+            print(f"    ({e} edits) {v}")
+    print(f"{args.method}: {len(texts)} inputs x {args.n} variants, changed {record['changed_rate']:.1%}, "
+          f"{record['sentences_per_second']} inputs/s")
+    if args.report:
+        print("quality: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                      for k, v in record["report"].items()))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="augrl", description="Learned data augmentation for knowledge distillation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -255,6 +352,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--teacher-dir", action="append", default=None,
                    help="reuse a fine-tuned teacher saved by --out (repeat, or comma-separate, for multi_teacher)")
     p.set_defaults(func=cmd_distill)
+
+    p = sub.add_parser("augment", help="print an augmenter's variants of a task's examples (and their quality)")
+    p.add_argument("--task", default="rt", help="task name (see `augrl tasks`) or a task YAML file")
+    p.add_argument("--method", required=True, help="augmenter: eda, mask, pos, ngram, tang, contextual, cbert")
+    p.add_argument("--n", type=int, default=4, help="variants per example (default 4)")
+    p.add_argument("--limit", type=int, default=None, help="augment only the first L examples of the split")
+    p.add_argument("--split", default="train", choices=["train", "val", "test", "source"],
+                   help="which examples to augment (default: the few-shot train set)")
+    p.add_argument("--param", action="append", metavar="KEY=VALUE",
+                   help="augmenter setting, repeatable (e.g. --param p_mask=0.2)")
+    p.add_argument("--side", default=None, choices=["both", "a", "b"], help="pair tasks: the side(s) to change")
+    p.add_argument("--mlm", default=None, help="contextual/cbert: encoder or masked LM (default minilm, adapted)")
+    p.add_argument("--mlm-steps", type=int, default=None, help="contextual/cbert: MLM adaptation steps")
+    p.add_argument("--shots", type=int, default=40)
+    p.add_argument("--seed", type=int, default=0, help="split and augmentation seed")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    p.add_argument("--report", action="store_true",
+                   help="label preservation (teacher), distinct-n and edit fraction of the variants")
+    p.add_argument("--teacher-dir", default=None, help="--report: a fine-tuned teacher saved by --out")
+    p.add_argument("--teacher", default=None, help="--report: encoder of the teacher fine-tuned when no --teacher-dir")
+    p.add_argument("--max-steps", type=int, default=None, help="--report: cap on the teacher's optimiser steps")
+    p.add_argument("--out", default=None, help="--report: save the fine-tuned teacher here")
+    p.add_argument("--json", action="store_true", help="print one JSON object (originals, variants, report) last")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_augment)
     return parser
 
 

@@ -71,3 +71,84 @@ def data_root() -> Path:
     if not root or not Path(root).is_dir():
         pytest.skip("AUGRL_DATA is not set to the shared data folder")
     return Path(root)
+
+
+# --------------------------------------------------------------------------- augmentation baselines
+
+
+def write_pair_csv(path: Path, n: int, seed: int) -> Path:
+    """A toy paraphrase set: label 1 pairs share their sentiment words, label 0 pairs do not."""
+    rng = random.Random(seed)
+    lines = ["text_a,text_b,label"]
+    for i in range(n):
+        a = _sentence(rng, POS_WORDS)
+        b = _sentence(rng, POS_WORDS if i % 2 else NEG_WORDS)
+        lines.append(f"{a},{b},{i % 2}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def augrl_cache(tmp_path_factory):
+    """A private ``AUGRL_CACHE`` for the session (adapted MLMs, POS vocabularies, WordNet copy)."""
+    path = tmp_path_factory.mktemp("augrl-cache")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AUGRL_CACHE", str(path))
+        yield path
+
+
+@pytest.fixture(scope="module")
+def single_thread():
+    """One torch thread: tiny models run far faster without thread hand-offs on a busy CPU."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def toy_tasks(tmp_path_factory, augrl_cache) -> dict:
+    """Loaded toy tasks: ``single`` (sentiment) and ``pair`` (paraphrase), 8 shots per class."""
+    from augrl.tasks import load_task
+
+    d = tmp_path_factory.mktemp("toy-tasks")
+    write_sentiment_csv(d / "train.csv", 120, seed=1)
+    write_sentiment_csv(d / "test.csv", 60, seed=2)
+    write_sentiment_csv(d / "source.csv", 80, seed=3)
+    (d / "single.yaml").write_text(
+        "name: toy\nkind: classification\ntext: text\nlabel: label\nlabels: [neg, pos]\n"
+        "target: {train: train.csv, test: test.csv}\nsource: {all: source.csv}\nval_size: 20\n"
+    )
+    write_pair_csv(d / "pairs.csv", 120, seed=4)
+    write_pair_csv(d / "pair_source.csv", 60, seed=5)
+    (d / "pair.yaml").write_text(
+        "name: toy-pair\nkind: pair_classification\ntext: [text_a, text_b]\nlabel: label\nlabels: ['0', '1']\n"
+        "target: {all: pairs.csv}\nsource: {all: pair_source.csv}\nval_size: 20\ntest_size: 20\n"
+    )
+    return {"single": load_task(str(d / "single.yaml"), shots=8), "pair": load_task(str(d / "pair.yaml"), shots=8),
+            "single_file": d / "single.yaml", "pair_file": d / "pair.yaml"}
+
+
+@pytest.fixture(scope="session")
+def fitted_augmenters(toy_tasks, tiny_model_dir) -> dict:
+    """Every registered augmenter, fitted on the toy tasks (MLMs: the tiny BERT, briefly adapted).
+
+    Returns ``{(name, "single" | "pair"): augmenter}``.
+    """
+    import torch
+
+    from augrl import baselines
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = {}
+    try:
+        for kind in ("single", "pair"):
+            for name in baselines.names():
+                params = {"mlm": str(tiny_model_dir), "mlm_steps": 20} if name in ("contextual", "cbert") else {}
+                out[(name, kind)] = baselines.get(name, **params).fit(toy_tasks[kind])
+    finally:
+        torch.set_num_threads(before)
+    return out

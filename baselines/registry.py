@@ -1,0 +1,66 @@
+"""Augmenters by name: ``augrl.baselines.get("eda", alpha_sr=0.2)``."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Callable
+
+from augrl.errors import ConfigError
+
+from .base import Augmenter
+
+Factory = Callable[..., Augmenter]
+
+_REGISTRY: dict[str, Factory] = {}
+
+
+def register(name: str, factory: Factory | None = None, overwrite: bool = False):
+    """Register an augmenter class (or any factory returning one) under ``name``.
+
+    Usable as a decorator (``@register("mine")``) or a call (``register("mine", Mine)``).
+    """
+
+    def add(f: Factory) -> Factory:
+        if name in _REGISTRY and not overwrite and _REGISTRY[name] is not f:
+            raise ConfigError(f"augmenter {name!r} is already registered; pass overwrite=True to replace it")
+        _REGISTRY[name] = f
+        return f
+
+    return add if factory is None else add(factory)
+
+
+def names() -> list[str]:
+    """Registered augmenter names."""
+    return list(_REGISTRY)
+
+
+def _factory(name: str) -> Factory:
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown augmenter {name!r}; available: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def parameters(name: str) -> list[str]:
+    """The parameters the augmenter ``name`` takes."""
+    return [p for p in inspect.signature(_factory(name)).parameters if p != "self"]
+
+
+def get(name: str, **params) -> Augmenter:
+    """A new augmenter of the given name, built with ``params``.
+
+    Raises:
+        ConfigError: unknown name, or a parameter the augmenter does not take.
+    """
+    factory = _factory(name)
+    signature = inspect.signature(factory)
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    known = [p for p in signature.parameters if p != "self"]
+    unknown = sorted(set(params) - set(known))
+    if unknown and not accepts_any:
+        raise ConfigError(f"augmenter {name!r} has no parameter(s) {unknown}; it takes {known}")
+    try:
+        return factory(**params)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"augmenter {name!r}: bad parameter value ({err})") from None
