@@ -167,15 +167,15 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     _finish(run_finetune(_run_config(args), which=args.model, out_dir=args.out, progress=not args.quiet), args)
 
 
-def _parse_options(pairs: list[str]) -> dict:
-    """``key=value`` strings -> dict; values parsed as YAML scalars/lists (``0.5``, ``[1, 2]``)."""
+def _parse_key_values(items: list[str], flag: str) -> dict:
+    """``key=value`` flags into a dict; values read as YAML scalars/lists (``0.5``, ``true``, ``[1, 2]``)."""
     import yaml
 
     out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
+    for item in items:
+        key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise AugrlError(f"--option {pair!r}: write key=value, e.g. --option beta=0.5")
+            raise AugrlError(f"{flag} {item!r}: write key=value, e.g. {flag} beta=0.5")
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
@@ -194,28 +194,12 @@ def cmd_distill(args: argparse.Namespace) -> None:
     if args.objective is not None:
         changes["objective"] = parse_objective(args.objective)
     if args.option:
-        changes["method_options"] = {**cfg.method_options, **_parse_options(args.option)}
+        changes["method_options"] = {**cfg.method_options, **_parse_key_values(args.option, "--option")}
     if args.cache_dtype is not None:
         changes["cache_dtype"] = args.cache_dtype
     cfg = cfg.replace(**changes)
     dirs = [d for arg in (args.teacher_dir or []) for d in arg.split(",") if d]
     _finish(run_distill(cfg, out_dir=args.out, teacher_dir=dirs or None, progress=not args.quiet), args)
-
-
-def _parse_params(items: list[str]) -> dict:
-    """``--param key=value`` flags (values read as YAML: 0.2, true, [a, b]) into a dict."""
-    import yaml
-
-    params = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise AugrlError(f"--param expects key=value, got {item!r}")
-        try:
-            params[key.strip()] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            params[key.strip()] = value
-    return params
 
 
 def _augment_teacher(args: argparse.Namespace, spec):
@@ -245,7 +229,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
     from augrl.runtime import select_device
     from augrl.tasks import load_task
 
-    params = _parse_params(args.param or [])
+    params = _parse_key_values(args.param or [], "--param")
     accepted = baselines.parameters(args.method)  # an unknown method fails before any loading
     for key, value in (("mlm", args.mlm), ("side", args.side), ("device", args.device),
                        ("progress", not args.quiet), ("mlm_steps", args.mlm_steps)):
