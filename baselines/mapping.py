@@ -78,7 +78,8 @@ def augment_dataset(dataset, augmenter: Augmenter, n: int = 1, seed: int = 0, ke
 
     The features of the input are kept (a ``ClassLabel`` stays a ``ClassLabel``). The map is
     given an explicit fingerprint (augmenter, settings, seed), so ``datasets`` never hashes the
-    augmenter's models.
+    augmenter's models, and never reads a cache file (a refitted augmenter with the same settings
+    must not be served old variants).
     """
     import datasets
 
@@ -91,4 +92,5 @@ def augment_dataset(dataset, augmenter: Augmenter, n: int = 1, seed: int = 0, ke
     return dataset.map(map_function(augmenter, n=n, seed=seed, text_fields=text_fields, label_field=label_field,
                                     keep_original=keep_original),
                        batched=True, with_indices=True, batch_size=batch_size, remove_columns=dataset.column_names,
-                       features=features, new_fingerprint=fingerprint, desc=f"augment ({augmenter.name})")
+                       features=features, new_fingerprint=fingerprint, load_from_cache_file=False,
+                       desc=f"augment ({augmenter.name})")

@@ -421,6 +421,7 @@ def load_mlm(name_or_path: str = "minilm", task=None, adapt: bool | None = None,
 
 def describe(mlm: MaskedLM) -> dict:
     """What to record about the MLM an augmenter used."""
-    keep = ("encoder", "task", "heldout_accuracy", "heldout_accuracy_before", "train_texts", "steps", "cache_dir")
+    keep = ("encoder", "task", "heldout_accuracy", "heldout_accuracy_before", "train_texts", "examples",
+            "base_heldout_accuracy", "steps", "cache_dir")
     return {"path": mlm.path, **{k: mlm.info[k] for k in keep if k in mlm.info}}
 
