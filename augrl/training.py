@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import sys
 import time
 from dataclasses import dataclass, field
@@ -191,7 +190,3 @@ def fit(model, train: Encoded, val: Encoded, spec: TaskSpec, cfg: TrainConfig,
 
     return train_loop(model, step, total, train, val, spec, cfg, device, seed, progress, desc, on_epoch_end)
 
-
-def clone_model(model):
-    """A deep copy (same weights, independent parameters)."""
-    return copy.deepcopy(model)
