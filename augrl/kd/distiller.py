@@ -172,18 +172,20 @@ class Distiller:
         return out.map(lambda t: t.to(self.device, dtype=torch.float32) if t.is_floating_point() else t.to(self.device))
 
     def losses(self, batch: dict[str, torch.Tensor], teacher: "TeacherLike" = None,
-               weights: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+               weights: torch.Tensor | None = None, student_out: Outputs | None = None) -> dict[str, torch.Tensor]:
         """Each weighted term (unweighted values) and ``loss``, their weighted sum.
 
         Args:
             batch: from :meth:`augrl.batching.Encoded.batch`, on this device.
             teacher: see :meth:`teacher_outputs`.
             weights: optional (B,) per-example weights, passed to every loss.
+            student_out: the student's outputs on ``batch`` (with their graph) when the caller
+                has already run the forward pass with :meth:`student_outputs`; else it is run here.
         """
         if self.needs_teacher and teacher is None:
             raise ValueError(f"objective {sorted(self.objective)} needs teacher outputs, none given")
         teacher_out = self.teacher_outputs(batch, teacher)
-        student = self.student_outputs(batch)
+        student = self.student_outputs(batch) if student_out is None else student_out
         terms = {}
         for name, entry in self.entries.items():
             params = dict(self.loss_params.get(name, {}))
@@ -211,7 +213,7 @@ class Distiller:
         self.steps += 1
 
     def step(self, batch: dict[str, torch.Tensor], teacher: "TeacherLike" = None,
-             weights: torch.Tensor | None = None) -> dict[str, float]:
+             weights: torch.Tensor | None = None, student_out: Outputs | None = None) -> dict[str, float]:
         """Forward, backward and one optimiser step on ``batch``.
 
         Args:
@@ -219,13 +221,15 @@ class Distiller:
             teacher: the teacher's outputs on this batch, the cache to look them up in, or a
                 frozen teacher model.
             weights: optional (B,) per-example loss weights.
+            student_out: the student's outputs on ``batch`` from a forward pass already run in
+                training mode (see :meth:`losses`); the pass is not repeated.
 
         Returns:
             Each loss term and the total ``loss``, as floats.
         """
         self.student.train()
         self.modules.train()
-        terms = self.losses(batch, teacher, weights)
+        terms = self.losses(batch, teacher, weights, student_out)
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.apply_gradients()

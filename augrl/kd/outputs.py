@@ -74,6 +74,27 @@ class Outputs:
     def detach(self) -> "Outputs":
         return self.map(lambda t: t.detach())
 
+    def rows(self, index: torch.Tensor, length: int | None = None) -> "Outputs":
+        """The outputs of some examples of the batch, keeping the autograd graph.
+
+        Args:
+            index: (K,) positions in the batch.
+            length: trim the token dimension(s) to this length (the longest of the chosen
+                examples), so the result matches a batch padded to those examples alone.
+        """
+        def cut(t: torch.Tensor, square: bool = False) -> torch.Tensor:
+            t = t[index]
+            if length is None:
+                return t
+            return t[..., :length, :length] if square else t[:, :length]
+
+        def seq(x, square=False):
+            return None if x is None else tuple(None if t is None else cut(t, square) for t in x)
+
+        return Outputs(self.logits[index], seq(self.hidden_states), seq(self.attentions, True),
+                       seq(self.attention_scores, True), seq(self.values),
+                       None if self.mask is None else cut(self.mask), {k: v[index] for k, v in self.extras.items()})
+
     def with_extras(self, **extras: torch.Tensor) -> "Outputs":
         return replace(self, extras={**self.extras, **extras})
 

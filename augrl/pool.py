@@ -1,0 +1,194 @@
+"""Candidate pools D': augmented samples of target and source examples, with their provenance.
+
+An episode of :class:`augrl.envs.AugmentKDEnv` walks over a pool; the L2A selector, the
+policies trained with stable-baselines3 and the benchmark's ``kd+<augmenter>`` rows all take
+their augmented data from :func:`build_pool`.
+
+How a pool of ``size`` candidates is drawn (all seeded by ``seed``):
+
+* ``k_s = round(source_fraction * size)`` candidates come from the source pool and
+  ``k_t = size - k_s`` from the target few-shot train set;
+* target: every train example gets ``ceil(k_t / N_train)`` variants; the pool takes variant
+  ``j`` of every example (in a seeded order) before variant ``j + 1``, so each example
+  contributes equally and ``k_t`` may be any number;
+* source: ``ceil(k_s / variants)`` source examples are drawn without replacement (stratified
+  by class for classification), ``variants`` variants each, the first ``k_s`` kept.
+
+Every candidate inherits its original's label and records the original's text, whether it
+comes from the source domain, the augmenter's word edit fraction and, for generators that
+score their samples (an augmenter with ``augment_scored``, e.g. L2A's), ``log P(z|x)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from augrl.errors import ConfigError
+
+
+@dataclass
+class CandidatePool:
+    """N augmented candidates.
+
+    Attributes:
+        texts: the candidates (str, or (a, b) pairs).
+        labels: (N,) the label inherited from each candidate's original (float for regression).
+        origins: (N,) the original text of each candidate.
+        is_source: (N,) True for candidates made from source-domain examples.
+        edit_fraction: (N,) word edits / words of the original.
+        logprob: (N,) the generator's ``log P(z|x)``; NaN when the augmenter does not score.
+        origin_ids: (N,) which original: row ``i`` of the target train set is ``i``; the
+            ``k``-th source example drawn is ``N_train + k``.
+        meta: how the pool was made (augmenter and params, sizes, seed).
+    """
+
+    texts: list
+    labels: np.ndarray
+    origins: list
+    is_source: np.ndarray
+    edit_fraction: np.ndarray
+    logprob: np.ndarray
+    origin_ids: np.ndarray
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def scored(self) -> bool:
+        """Whether the augmenter gave generator log-probabilities."""
+        return bool(len(self)) and not np.isnan(self.logprob).all()
+
+    def subset(self, indices: Sequence[int]) -> "CandidatePool":
+        idx = [int(i) for i in indices]
+        return CandidatePool([self.texts[i] for i in idx], self.labels[idx], [self.origins[i] for i in idx],
+                             self.is_source[idx], self.edit_fraction[idx], self.logprob[idx], self.origin_ids[idx],
+                             dict(self.meta, subset=len(idx)))
+
+    def columns(self, text_fields: Sequence[str]) -> dict[str, list]:
+        """A column dict (``text`` or ``text_a``/``text_b``, ``label``) that
+        :func:`augrl.batching.encode` takes like a dataset."""
+        cols: dict[str, list] = {}
+        if len(text_fields) == 1:
+            cols[text_fields[0]] = list(self.texts)
+        else:
+            cols[text_fields[0]] = [t[0] for t in self.texts]
+            cols[text_fields[1]] = [t[1] for t in self.texts]
+        cols["label"] = self.labels.tolist()
+        return cols
+
+    def originals_columns(self, text_fields: Sequence[str]) -> dict[str, list]:
+        """As :meth:`columns`, with each candidate's original in its place."""
+        return CandidatePool(self.origins, self.labels, self.origins, self.is_source, self.edit_fraction,
+                             self.logprob, self.origin_ids).columns(text_fields)
+
+
+def _rows(dataset, fields: Sequence[str]) -> list:
+    cols = [list(dataset[f]) for f in fields]
+    return cols[0] if len(cols) == 1 else list(zip(*cols))
+
+
+def _stratified(labels: np.ndarray, k: int, rng: np.random.Generator, classification: bool) -> np.ndarray:
+    """``k`` row indices drawn without replacement, as even across classes as the data allows."""
+    n = len(labels)
+    k = min(k, n)
+    if not classification:
+        return rng.choice(n, size=k, replace=False)
+    groups = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    chosen: list[int] = []
+    depth = 0
+    while len(chosen) < k:  # round-robin over the classes
+        for g in groups:
+            if depth < len(g) and len(chosen) < k:
+                chosen.append(int(g[depth]))
+        depth += 1
+    return np.asarray(chosen)
+
+
+def _augment(augmenter, texts: list, labels: list, n: int, seed: int) -> tuple[list[list], list[list[float]]]:
+    """Variants (and generator log-probabilities, NaN when not scored) of ``texts``."""
+    if hasattr(augmenter, "augment_scored"):
+        scored = augmenter.augment_scored(texts, n=n, labels=labels, seed=seed)
+        return [[v for v, _ in row] for row in scored], [[float(lp) for _, lp in row] for row in scored]
+    variants = augmenter.augment(texts, n=n, labels=labels, seed=seed)
+    return variants, [[math.nan] * len(row) for row in variants]
+
+
+def build_pool(task, augmenter, size: int, variants: int = 4, source_fraction: float | None = None,
+               seed: int = 0) -> CandidatePool:
+    """Draw a pool of ``size`` candidates from ``task`` with a fitted ``augmenter``.
+
+    Args:
+        task: a loaded :class:`augrl.tasks.Task` (its ``train`` and ``source``).
+        augmenter: a fitted :class:`augrl.baselines.Augmenter` (or a scoring generator).
+        size: candidates in the pool.
+        variants: variants per source example.
+        source_fraction: share of the pool made from source examples; None: 0.5 when the task
+            has a source pool, else 0.
+        seed: seeds the choice of examples and the augmenter.
+    """
+    from augrl.baselines.base import edit_fraction
+
+    size, variants = int(size), int(variants)
+    if size < 1:
+        raise ConfigError(f"pool size must be >= 1, got {size}")
+    if variants < 1:
+        raise ConfigError(f"variants per example must be >= 1, got {variants}")
+    has_source = task.source is not None and len(task.source) > 0
+    if source_fraction is None:
+        source_fraction = 0.5 if has_source else 0.0
+    if not 0.0 <= source_fraction <= 1.0:
+        raise ConfigError(f"source_fraction must be in [0, 1], got {source_fraction}")
+    if source_fraction > 0 and not has_source:
+        raise ConfigError(f"task {task.spec.name!r} has no source pool; set source_fraction=0")
+    if source_fraction < 1 and len(task.train) == 0:
+        raise ConfigError("the target train set is empty; set source_fraction=1")
+    fields = task.spec.text_fields
+    classification = not task.spec.is_regression
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 7])
+    k_source = int(round(source_fraction * size))
+    k_target = size - k_source
+
+    texts, labels, origins, from_source, logprobs, origin_ids = [], [], [], [], [], []
+    if k_target:
+        train_texts, train_labels = _rows(task.train, fields), list(task.train["label"])
+        per = math.ceil(k_target / len(train_texts))
+        outs, lps = _augment(augmenter, train_texts, train_labels, per, seed)
+        order = rng.permutation(len(train_texts))
+        taken = [(i, j) for j in range(per) for i in order][:k_target]
+        for i, j in taken:
+            texts.append(outs[i][j])
+            labels.append(train_labels[i])
+            origins.append(train_texts[i])
+            from_source.append(False)
+            logprobs.append(lps[i][j])
+            origin_ids.append(int(i))
+    if k_source:
+        source_labels = np.asarray(list(task.source["label"]))
+        rows = _stratified(source_labels, math.ceil(k_source / variants), rng, classification)
+        chosen = task.source.select(sorted(int(r) for r in rows))
+        src_texts, src_labels = _rows(chosen, fields), list(chosen["label"])
+        outs, lps = _augment(augmenter, src_texts, src_labels, variants, seed + 1)
+        offset = len(task.train)
+        for i in range(len(src_texts)):
+            for j in range(variants):
+                if len(texts) - k_target >= k_source:
+                    break
+                texts.append(outs[i][j])
+                labels.append(src_labels[i])
+                origins.append(src_texts[i])
+                from_source.append(True)
+                logprobs.append(lps[i][j])
+                origin_ids.append(offset + i)
+    dtype = np.float32 if task.spec.is_regression else np.int64
+    meta = {"augmenter": getattr(augmenter, "name", type(augmenter).__name__),
+            "augmenter_params": augmenter.params() if hasattr(augmenter, "params") else {},
+            "size": len(texts), "target": k_target, "source": len(texts) - k_target, "variants": variants,
+            "source_fraction": source_fraction, "seed": seed}
+    return CandidatePool(texts, np.asarray(labels, dtype=dtype), origins, np.asarray(from_source, dtype=bool),
+                         np.asarray([edit_fraction(o, t) for o, t in zip(origins, texts)], dtype=np.float32),
+                         np.asarray(logprobs, dtype=np.float64), np.asarray(origin_ids, dtype=np.int64), meta)

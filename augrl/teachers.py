@@ -1,0 +1,76 @@
+"""Fine-tuned teachers, trained once per split and kept in the on-disk cache.
+
+The environment, the benchmark, the policy evaluation and every Ray trial of a seed need the
+same teacher: the encoder fine-tuned on that seed's few-shot target set. Fine-tuning MiniLM
+takes about a minute on a 2-core CPU, so the result is stored in the augrl cache
+(:mod:`augrl.baselines.cache`, kind ``teacher``) under a key made of everything that decides
+it: the task, the rows and texts of the split, the encoder, the training settings and the
+seed. A change of any of them trains a new teacher; otherwise the saved one is loaded.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+from augrl import models
+from augrl.baselines.cache import cached_build
+from augrl.pipelines import Prepared, RunConfig, train_teacher
+from augrl.training import evaluate
+
+
+def split_fingerprint(data: Prepared) -> str:
+    """A digest of the training rows (token ids and labels) and the validation rows of a split."""
+    h = hashlib.sha1()
+    for enc in (data.train, data.val):
+        h.update(json.dumps(enc.input_ids).encode())
+        h.update(json.dumps(enc.labels.tolist()).encode())
+    return h.hexdigest()[:16]
+
+
+def teacher_key(cfg: RunConfig, data: Prepared) -> dict:
+    """Everything that decides a fine-tuned teacher."""
+    return {"task": data.task.spec.name, "split": split_fingerprint(data), "seed": cfg.seed,
+            "teacher": str(models.resolve_model(cfg.teacher)), "train": cfg.teacher_train.to_dict(),
+            "device_type": data.device.type}
+
+
+def fine_tuned_teacher(cfg: RunConfig, data: Prepared, progress: bool = True,
+                       cache: bool = True) -> tuple[object, dict]:
+    """The teacher fine-tuned on ``data``'s target train set (selected on validation).
+
+    Args:
+        cfg: the run (``teacher``, ``teacher_train``, ``seed``).
+        data: the prepared split.
+        progress: progress bar while training.
+        cache: load from / store in the augrl cache (False: always train, store nothing).
+
+    Returns:
+        ``(teacher, info)``; ``info`` holds ``val`` (metrics of the kept epoch), ``history``,
+        ``train_seconds``, ``cached`` (whether it was loaded) and ``dir`` (the cache entry).
+    """
+    if not cache:
+        teacher, result = train_teacher(cfg, data, progress)
+        return teacher.to(data.device), {"val": result.best_val, "history": result.history,
+                                         "train_seconds": round(result.seconds, 2), "cached": False, "dir": None}
+    built = {}
+
+    def build(tmp: Path) -> dict:
+        teacher, result = train_teacher(cfg, data, progress)
+        models.save_model(teacher, tmp, data.tokenizer)
+        built["model"] = teacher
+        return {"val": result.best_val, "history": result.history, "train_seconds": round(result.seconds, 2),
+                "best_epoch": result.best_epoch, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+
+    folder, meta = cached_build("teacher", f"{data.task.spec.name}-seed{cfg.seed}", teacher_key(cfg, data), build)
+    teacher = built.get("model") or models.load_model(folder)
+    info = {k: meta.get(k) for k in ("val", "history", "train_seconds", "best_epoch")}
+    info.update(cached="model" not in built, dir=str(folder))
+    return teacher.to(data.device), info
+
+
+def teacher_test_metrics(teacher, data: Prepared, cfg: RunConfig) -> dict:
+    """The teacher's metrics on the test set."""
+    return evaluate(teacher, data.test, data.task.spec, data.device, cfg.teacher_train.eval_batch_size)
