@@ -1,0 +1,131 @@
+"""Settings of :class:`~augrl.envs.AugmentKDEnv` (the keyword arguments of ``gymnasium.make``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from augrl import models
+from augrl.config import ConfigMixin
+from augrl.errors import ConfigError
+from augrl.kd.losses import validate_objective
+from augrl.pipelines import RunConfig
+from augrl.training import TrainConfig
+
+DECISIONS = ("batch", "sample")
+REWARDS = ("metric", "loss")
+STUDENT_RESETS = ("episode", "never")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class AugmentKDConfig(ConfigMixin):
+    """Everything that decides an :class:`~augrl.envs.AugmentKDEnv`.
+
+    Data and models:
+        task, shots, seed, data_dir, leakage: the few-shot split (see :mod:`augrl.tasks`);
+            ``seed`` also seeds the pool and the student's initial weights.
+        teacher: encoder of the teacher (``minilm``, hub name or folder), fine-tuned on the
+            target train set once per split and cached (:mod:`augrl.teachers`);
+            ``teacher_dir`` uses a saved fine-tuned teacher instead.
+        teacher_epochs, teacher_lr: its fine-tuning settings.
+        student, student_init, student_layers: the student (as ``augrl distill``).
+
+    The candidate pool (:mod:`augrl.pool`):
+        augmenter, augmenter_params: a registered augmenter and its settings.
+        pool_size: candidates per episode (the pool is built once, from ``seed``).
+        variants: variants per source example.
+        source_fraction: share of source-made candidates (None: 0.5 with a source pool, else 0).
+
+    The decision process:
+        batch_size: B, candidates per distillation step.
+        decision: ``batch`` (one ``MultiBinary(B)`` action per step) or ``sample`` (one
+            ``Discrete(2)`` action per candidate; the student is updated every B decisions).
+        reward: ``metric`` (change of the validation metric, L2A) or ``loss`` (decrease of the
+            validation loss: cross-entropy to the gold labels, MSE for regression).
+        val_size: validation examples the reward is computed on (None: the whole split; a
+            smaller, class-stratified seeded subset is faster and noisier).
+        student_reset: ``episode`` (every reset restores the initial student and optimiser) or
+            ``never`` (the student keeps learning across episodes).
+        target_batch_size: target few-shot examples added to every distillation step (0: the
+            student learns from kept candidates only).
+
+    Distillation:
+        objective, loss_params, temperature, layer_map: the KD objective (default dark_ce +
+            hard_ce; L2A's is ``{"attention_mse": 1, "hidden_mse": 1, "dark_ce": 1}``).
+        lr, weight_decay, grad_clip: the student's AdamW settings (constant learning rate).
+        freeze_embeddings: keep the student's word-embedding matrix fixed (see the env's docs).
+        precision: ``fp32``, or ``bf16`` autocast for the student's forward passes.
+        max_length: tokens per example.
+        device: ``auto``, ``cpu``, ``cuda``...
+    """
+
+    task: str = "rt"
+    shots: int = 40
+    seed: int = 0
+    data_dir: str | None = None
+    leakage: str = "remove"
+    teacher: str = models.DEFAULT_MODEL
+    teacher_dir: str | None = None
+    teacher_epochs: int = 10
+    teacher_lr: float = 1e-4
+    student: str = "transformer"
+    student_init: str = models.DEFAULT_MODEL
+    student_layers: int = 2
+    augmenter: str = "eda"
+    augmenter_params: dict = field(default_factory=dict)
+    pool_size: int = 1600
+    variants: int = 4
+    source_fraction: float | None = None
+    batch_size: int = 32
+    decision: str = "batch"
+    reward: str = "metric"
+    val_size: int | None = None
+    student_reset: str = "episode"
+    target_batch_size: int = 8
+    objective: dict | None = None
+    loss_params: dict = field(default_factory=dict)
+    temperature: float = 2.0
+    layer_map: str | None = None
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    freeze_embeddings: bool = True
+    precision: str = "fp32"
+    max_length: int = 128
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name, allowed in (("decision", DECISIONS), ("reward", REWARDS), ("student_reset", STUDENT_RESETS),
+                              ("precision", PRECISIONS)):
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        for name in ("pool_size", "batch_size", "variants", "shots"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.pool_size < self.batch_size:
+            raise ConfigError(f"pool_size ({self.pool_size}) must be at least batch_size ({self.batch_size}): an "
+                              "episode is pool_size // batch_size distillation steps")
+        if self.target_batch_size < 0:
+            raise ConfigError(f"target_batch_size must be >= 0, got {self.target_batch_size}")
+        if self.val_size is not None and self.val_size < 2:
+            raise ConfigError(f"val_size must be >= 2 or None, got {self.val_size}")
+        if self.objective:
+            self.objective = validate_objective(self.objective)
+
+    @property
+    def episode_steps(self) -> int:
+        """Distillation steps per episode: ``pool_size // batch_size`` (the remainder of each
+        episode's shuffled pool waits for a later episode)."""
+        return self.pool_size // self.batch_size
+
+    def run_config(self) -> RunConfig:
+        """The :class:`~augrl.pipelines.RunConfig` of the split, the teacher and the student."""
+        teacher_train = TrainConfig(epochs=self.teacher_epochs, lr=self.teacher_lr, max_length=self.max_length)
+        student_train = TrainConfig(lr=self.lr, weight_decay=self.weight_decay, grad_clip=self.grad_clip,
+                                    batch_size=self.batch_size, max_length=self.max_length)
+        return RunConfig(task=self.task, shots=self.shots, seed=self.seed, data_dir=self.data_dir,
+                         teacher=self.teacher, student=self.student, student_init=self.student_init,
+                         student_layers=self.student_layers, objective=self.objective,
+                         loss_params=dict(self.loss_params), temperature=self.temperature, layer_map=self.layer_map,
+                         teacher_train=teacher_train, student_train=student_train, device=self.device,
+                         leakage=self.leakage)

@@ -1,0 +1,217 @@
+"""The static part of an augmentation-for-distillation environment, built once and shared.
+
+A :class:`KDWorld` holds what no action changes: the split, the fine-tuned frozen teacher's
+outputs on every candidate (computed once, :class:`~augrl.kd.TeacherCache`), the candidate
+pool, the per-candidate features that depend on the teacher alone, the reward's validation
+set with the teacher's outputs on it, and the student's initial weights. Several environments
+(a ``DummyVecEnv``, the L2A selector's episodes, a policy's evaluation) can share one world;
+each keeps its own student.
+
+Index layout of :attr:`KDWorld.data` (one encoded set, one teacher cache): rows
+``0 .. N-1`` are the pool's candidates, rows ``N .. N+T-1`` the target few-shot train set.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from augrl import baselines, models
+from augrl.augmented import encode_pool
+from augrl.batching import Encoded, encode, predict
+from augrl.errors import ConfigError
+from augrl.kd.cache import TeacherCache
+from augrl.kd.distiller import Distiller
+from augrl.kd.outputs import Needs
+from augrl.pipelines import Prepared, build_configured_student, prepare
+from augrl.pool import CandidatePool, build_pool
+from augrl.teachers import fine_tuned_teacher
+
+from .config import AugmentKDConfig
+from .features import static_features
+
+
+@dataclass
+class KDWorld:
+    """Everything an episode reads and never writes.
+
+    Attributes:
+        config: the environment's settings.
+        data: the prepared split (tokenizer, train / val / test encodings, device).
+        teacher: the fine-tuned teacher (frozen).
+        pool: the candidates.
+        encoded: (N + T) candidates then target train examples, tokenised.
+        cache: the teacher's outputs on ``encoded`` (logits, and the layers the objective reads).
+        static: per-candidate features that depend on the teacher alone (see
+            :func:`augrl.envs.features.static_features`), N rows each.
+        val: the reward's validation examples; ``val_teacher_logits`` (V, C) the teacher's
+            outputs on them.
+        student_template: the student's initial weights (copied into each env).
+        teacher_info: how the teacher was obtained (cached or trained, validation metrics).
+        timings: seconds spent building each part.
+    """
+
+    config: AugmentKDConfig
+    data: Prepared
+    teacher: torch.nn.Module
+    pool: CandidatePool
+    encoded: Encoded
+    cache: TeacherCache
+    static: dict[str, torch.Tensor]
+    val: Encoded
+    val_teacher_logits: torch.Tensor
+    student_template: torch.nn.Module
+    teacher_info: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+    @property
+    def num_candidates(self) -> int:
+        return len(self.pool)
+
+    @property
+    def num_target(self) -> int:
+        return len(self.data.train)
+
+    @property
+    def num_labels(self) -> int:
+        return self.data.task.spec.num_labels
+
+    def new_student(self) -> torch.nn.Module:
+        """A fresh copy of the student at its initial weights, on the world's device."""
+        return copy.deepcopy(self.student_template).to(self.data.device)
+
+    def new_distiller(self, student: torch.nn.Module) -> Distiller:
+        """A distiller for ``student`` with the configured objective and a constant learning rate."""
+        c = self.config
+        run = c.run_config()
+        return Distiller(student, run.kd_objective(), run.kd_loss_params(), lr=c.lr, weight_decay=c.weight_decay,
+                         total_steps=None, grad_clip=c.grad_clip, device=self.data.device, layer_map=c.layer_map,
+                         teacher=self.cache)
+
+
+def sentence_representation(model, out, batch) -> torch.Tensor:
+    """(B, H) what ``model``'s classifier reads: the masked mean of the last layer for the mean-pool
+    head, the ``[CLS]`` state otherwise."""
+    last = [h for h in out.hidden_states if h is not None][-1]
+    if isinstance(model, models.BertMeanPoolClassifier):
+        return models.masked_mean(last, batch["attention_mask"])
+    return last[:, 0]
+
+
+def _log(progress: bool, message: str) -> None:
+    if progress:
+        print(f"[augrl env] {message}", file=sys.stderr, flush=True)
+
+
+def stratified_subset(labels: np.ndarray, k: int, seed: int, classification: bool) -> np.ndarray:
+    """``k`` sorted row indices, class-balanced for classification, seeded."""
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 11])
+    if not classification:
+        return np.sort(rng.choice(len(labels), size=k, replace=False))
+    classes = np.unique(labels)
+    groups = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+    chosen, depth = [], 0
+    while len(chosen) < k:
+        for g in groups:
+            if depth < len(g) and len(chosen) < k:
+                chosen.append(int(g[depth]))
+        depth += 1
+    return np.sort(np.asarray(chosen))
+
+
+def build_world(config: AugmentKDConfig, progress: bool = False, data: Prepared | None = None,
+                teacher: torch.nn.Module | None = None, augmenter=None, pool: CandidatePool | None = None) -> KDWorld:
+    """Load the split, get the fine-tuned teacher, draw the pool and run the teacher over it once.
+
+    Args:
+        config: the settings.
+        progress: report each stage on stderr (and the teacher's training bar).
+        data, teacher, augmenter, pool: ready parts to use instead of building them (a pool
+            given must come from ``data``'s task).
+    """
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    run = config.run_config()
+    if data is None:
+        _log(progress, f"loading task {config.task!r} (shots={config.shots}, seed={config.seed})")
+        data = prepare(run)
+    spec = data.task.spec
+    timings["data_s"] = time.perf_counter() - start
+
+    t = time.perf_counter()
+    info: dict = {}
+    if teacher is None:
+        if config.teacher_dir:
+            teacher = models.load_model(config.teacher_dir).to(data.device)
+            info = {"dir": config.teacher_dir, "cached": True}
+        else:
+            _log(progress, "fine-tuned teacher (trained once per split, then cached)")
+            teacher, info = fine_tuned_teacher(run, data, progress=progress)
+    teacher.eval()
+    timings["teacher_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if pool is None:
+        if augmenter is None:
+            augmenter = baselines.get(config.augmenter, **config.augmenter_params)
+            _log(progress, f"fitting augmenter {config.augmenter!r}")
+            augmenter.fit(data.task)
+        _log(progress, f"drawing a pool of {config.pool_size} candidates")
+        pool = build_pool(data.task, augmenter, config.pool_size, config.variants, config.source_fraction,
+                          seed=config.seed)
+    if len(pool) < config.batch_size:
+        raise ConfigError(f"the pool holds {len(pool)} candidates, fewer than batch_size={config.batch_size}")
+    timings["pool_s"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    _log(progress, "teacher outputs on the pool (computed once)")
+    candidates = encode_pool(pool, data, config.max_length)
+    encoded = Encoded.concat([candidates, data.train])
+    template = build_configured_student(run, spec.num_labels)
+    if config.freeze_embeddings:
+        models.freeze_word_embeddings(template)
+    probe = Distiller(template, run.kd_objective(), run.kd_loss_params(), layer_map=config.layer_map,
+                      teacher=teacher, device="cpu")
+    top = Needs.of(hidden_states=[models.layer_count(teacher)])
+
+    def representation(out, batch):
+        return {"repr": sentence_representation(teacher, out, batch)}
+
+    batch_size = run.teacher_train.eval_batch_size
+    cache = TeacherCache.from_model(teacher, encoded, probe.teacher_needs(), batch_size, data.device,
+                                    extras_fn=representation, extras_needs=top)
+    # the originals' representations, one pass per distinct original
+    first = {}
+    for i, o in enumerate(pool.origin_ids.tolist()):
+        first.setdefault(o, i)
+    distinct = sorted(first)
+    originals = encode(pool.subset([first[o] for o in distinct]).originals_columns(spec.text_fields), data.tokenizer,
+                       spec, config.max_length)
+    orig_cache = TeacherCache.from_model(teacher, originals, Needs(), batch_size, data.device,
+                                         extras_fn=representation, extras_needs=top)
+    position = {o: k for k, o in enumerate(distinct)}
+    orig_repr = orig_cache.extras["repr"][[position[o] for o in pool.origin_ids.tolist()]]
+    cand_repr = cache.extras["repr"][: len(pool)]
+    distance = 1.0 - torch.nn.functional.cosine_similarity(cand_repr, orig_repr, dim=-1)
+    words = torch.tensor([max(1, sum(len(s.split()) for s in ((o,) if isinstance(o, str) else o)))
+                          for o in pool.origins], dtype=torch.float32)
+    static = static_features(cache.logits[: len(pool)], torch.as_tensor(pool.labels), distance,
+                             torch.as_tensor(pool.edit_fraction), torch.as_tensor(pool.logprob) / words,
+                             torch.as_tensor(pool.is_source))
+    timings["teacher_outputs_s"] = time.perf_counter() - t
+
+    val = data.val
+    if config.val_size is not None and config.val_size < len(val):
+        rows = stratified_subset(val.labels.numpy(), config.val_size, config.seed, not spec.is_regression)
+        val = val.subset(rows)
+    val_teacher_logits = predict(teacher, val, batch_size, data.device)
+    timings["total_s"] = time.perf_counter() - start
+    _log(progress, f"world ready in {timings['total_s']:.1f}s: {len(pool)} candidates, {len(data.train)} target, "
+                   f"{len(val)} validation")
+    return KDWorld(config, data, teacher, pool, encoded, cache, static, val, val_teacher_logits, template.cpu(),
+                   info, {k: round(v, 2) for k, v in timings.items()})
