@@ -17,6 +17,7 @@ from typing import Sequence
 
 import torch
 
+from augrl import models
 from augrl.batching import Encoded, encode
 from augrl.kd.cache import TeacherCache
 from augrl.kd.distiller import Distiller
@@ -69,7 +70,7 @@ class DistilledStudent:
 
 def distil_on(cfg: RunConfig, data: Prepared, teacher: torch.nn.Module, pool: CandidatePool | None = None,
               keep: Sequence[int] | None = None, progress: bool = True, desc: str = "student (KD)",
-              objective: dict | None = None) -> DistilledStudent:
+              objective: dict | None = None, freeze_embeddings: bool = False) -> DistilledStudent:
     """Distil a fresh student (``cfg.student``, seeded by ``cfg.seed``) from the frozen ``teacher``
     on the target train set plus the kept candidates.
 
@@ -79,9 +80,13 @@ def distil_on(cfg: RunConfig, data: Prepared, teacher: torch.nn.Module, pool: Ca
         teacher: the fine-tuned teacher.
         pool, keep: the candidates and the indices kept (None: all; an empty list: none).
         objective: overrides ``cfg``'s objective.
+        freeze_embeddings: keep the student's word embeddings fixed
+            (:func:`augrl.models.freeze_word_embeddings`), as the environment's student does.
     """
     train, n_candidates = augmented_train_set(data, pool, keep, cfg.teacher_train.max_length)
     student = build_configured_student(cfg, data.task.spec.num_labels)
+    if freeze_embeddings:
+        models.freeze_word_embeddings(student)
     c = cfg.student_train
     distiller = Distiller(student, objective or cfg.kd_objective(), cfg.kd_loss_params(), lr=c.lr,
                           weight_decay=c.weight_decay, total_steps=total_steps(len(train), c),

@@ -283,6 +283,87 @@ def cmd_augment(args: argparse.Namespace) -> None:
                                       for k, v in record["report"].items()))
 
 
+def _add_env_options(p: argparse.ArgumentParser) -> None:
+    """Settings of the augmentation environment (see ``augrl.envs.AugmentKDConfig``)."""
+    p.add_argument("--task", default="rt", help="task name (see `augrl tasks`) or a task YAML file")
+    p.add_argument("--shots", type=int, default=None, help="target training examples per class (default 40)")
+    p.add_argument("--seed", type=int, default=None, help="split, pool and training seed (default 0)")
+    p.add_argument("--seeds", type=int, default=1, help="run seeds seed .. seed+N-1, one result line each")
+    p.add_argument("--data-dir", default=None, help="data root (default: $AUGRL_DATA, else the Hugging Face hub)")
+    p.add_argument("--out", default=None, help="folder for results.jsonl, policies, logs and plots")
+    p.add_argument("--config", default=None, help="YAML/JSON AugmentKDConfig; flags given on the command line win")
+    p.add_argument("--augmenter", default=None, help="augmenter of the candidate pool (default eda)")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="augmenter setting, repeatable (e.g. --param alpha_sr=0.2)")
+    p.add_argument("--pool-size", type=int, default=None, help="candidates per episode (default 1600)")
+    p.add_argument("--variants", type=int, default=None, help="variants per source example (default 4)")
+    p.add_argument("--source-fraction", type=float, default=None, help="share of source-made candidates")
+    p.add_argument("--env-batch-size", type=int, default=None, help="B, candidates per distillation step (default 32)")
+    p.add_argument("--reward", default=None, choices=["metric", "loss"], help="validation metric change (default) "
+                   "or validation loss decrease")
+    p.add_argument("--val-size", type=int, default=None, help="validation examples of the reward (default all)")
+    p.add_argument("--target-batch-size", type=int, default=None,
+                   help="target examples added to every distillation step (default 8)")
+    p.add_argument("--objective", default=None, help="KD loss weights, e.g. attention_mse=1,hidden_mse=1,dark_ce=1")
+    p.add_argument("--teacher", default=None, help="teacher encoder: minilm (default, offline), hub name or folder")
+    p.add_argument("--teacher-dir", default=None, help="a fine-tuned teacher saved by `augrl finetune --out`")
+    p.add_argument("--precision", default=None, choices=["fp32", "bf16"], help="student forward precision")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="smoke runs: cap on env steps and on every training stage's optimiser steps")
+    _add_leakage_flag(p)
+    p.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _env_config(args: argparse.Namespace):
+    from augrl.envs import AugmentKDConfig
+    from augrl.kd.losses import parse_objective
+
+    cfg = AugmentKDConfig.load(args.config) if args.config else AugmentKDConfig()
+    changes = dict(task=args.task, shots=args.shots, seed=args.seed, data_dir=args.data_dir, augmenter=args.augmenter,
+                   pool_size=args.pool_size, variants=args.variants, source_fraction=args.source_fraction,
+                   batch_size=args.env_batch_size, reward=args.reward, val_size=args.val_size,
+                   target_batch_size=args.target_batch_size, teacher=args.teacher, teacher_dir=args.teacher_dir,
+                   precision=args.precision, device=args.device, teacher_max_steps=args.max_steps,
+                   leakage="keep" if args.keep_leaky_source else None)
+    if args.param:
+        changes["augmenter_params"] = {**cfg.augmenter_params, **_parse_key_values(args.param, "--param")}
+    if args.objective is not None:
+        changes["objective"] = parse_objective(args.objective)
+    if args.teacher:
+        changes["student_init"] = args.teacher
+    return cfg.replace(**changes)
+
+
+def _print_selection_summary(records: list[dict], metric: str) -> None:
+    import numpy as np
+
+    print(f"{'selection':10s} {'kept':>6s}  test {metric} (mean ± std over {len(records)} seed(s))")
+    for name in ("policy", "all", "random"):
+        values = np.array([r["evaluation"][name]["test"][metric] for r in records])
+        kept = np.mean([r["evaluation"][name]["kept_fraction"] for r in records])
+        std = values.std(ddof=1) if len(values) > 1 else 0.0
+        print(f"{name:10s} {kept:6.2f}  {values.mean():.4f} ± {std:.4f}   per seed: "
+              + " ".join(f"{v:.4f}" for v in values))
+
+
+def cmd_train_policy(args: argparse.Namespace) -> None:
+    from augrl.policies import PolicyConfig, train_policy
+
+    env_cfg = _env_config(args)
+    policy = PolicyConfig(algo=args.algo, max_steps=args.max_steps).replace(
+        episodes=args.episodes, learning_rate=args.policy_lr, gamma=args.gamma, ent_coef=args.ent_coef,
+        n_steps=args.n_steps, eval_epochs=args.eval_epochs)
+    records = []
+    for seed in range(env_cfg.seed, env_cfg.seed + max(1, args.seeds)):
+        record = train_policy(env_cfg.replace(seed=seed), policy, out_dir=args.out, progress=not args.quiet)
+        records.append(record)
+        _finish(record, args)
+    if len(records) > 1 or not args.json:
+        _print_selection_summary(records, next(iter(records[0]["metrics"]["test"])))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="augrl", description="Learned data augmentation for knowledge distillation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -362,6 +443,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object (originals, variants, report) last")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_augment)
+
+    p = sub.add_parser("train-policy", help="train a keep/drop policy with stable-baselines3 on augrl/AugmentKD-v0 "
+                                            "and test the students distilled on what it keeps")
+    _add_env_options(p)
+    p.add_argument("--algo", default="ppo", choices=["ppo", "a2c", "dqn"],
+                   help="ppo, a2c (batch decisions) or dqn (one decision per candidate)")
+    p.add_argument("--episodes", type=int, default=None, help="training episodes (default 10)")
+    p.add_argument("--policy-lr", type=float, default=None, help="the agent's learning rate (default 3e-4)")
+    p.add_argument("--gamma", type=float, default=None, help="discount (default 0.99)")
+    p.add_argument("--ent-coef", type=float, default=None, help="PPO/A2C entropy coefficient (default 0)")
+    p.add_argument("--n-steps", type=int, default=None, help="PPO/A2C rollout length (default: one episode / 5)")
+    p.add_argument("--eval-epochs", type=int, default=None,
+                   help="epochs of the evaluation's students over target + kept candidates (default 3)")
+    p.set_defaults(func=cmd_train_policy)
     return parser
 
 

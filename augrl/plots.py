@@ -41,3 +41,34 @@ def plot_learning_curves(stages: dict[str, dict], metric: str, path: str | Path,
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def plot_policy_curves(episodes: list[dict], metric: str, path: str | Path, title: str = "") -> Path:
+    """Episode return and the student's validation ``metric`` at each episode's end, saved as PNG.
+
+    Args:
+        episodes: ``[{"episode", "return", "val_metric", "kept_fraction"}, ...]`` in order.
+        metric: name of the validation metric (axis label).
+        path: where to write the PNG.
+    """
+    x = [e["episode"] for e in episodes]
+    fig, (ax_ret, ax_val) = plt.subplots(1, 2, figsize=(10, 3.6))
+    ax_ret.plot(x, [e["return"] for e in episodes], marker=".")
+    ax_ret.set(xlabel="episode", ylabel="episode return")
+    ax_val.plot(x, [e["val_metric"] for e in episodes], marker=".", label=f"validation {metric}")
+    ax_kept = ax_val.twinx()
+    ax_kept.plot(x, [e["kept_fraction"] for e in episodes], color="tab:gray", linestyle="--", label="kept fraction")
+    ax_kept.set(ylabel="kept fraction", ylim=(0, 1.05))
+    ax_val.set(xlabel="episode", ylabel=f"student's validation {metric} at episode end")
+    for ax in (ax_ret, ax_val):
+        ax.grid(alpha=0.3)
+    ax_val.legend(loc="lower left")
+    ax_kept.legend(loc="lower right")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -43,6 +43,21 @@ def select_device(device: str = "auto") -> torch.device:
     return chosen
 
 
+def native_bf16(device: torch.device | str) -> bool:
+    """Whether ``device`` computes bfloat16 natively: a CUDA GPU that supports it, or a CPU
+    with AVX512-BF16 or AMX (read from ``/proc/cpuinfo``; False where that cannot be read)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type != "cpu":
+        return False
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
 def set_threads(num_threads: int | None) -> None:
     """Limit torch's intra-op threads (e.g. to a Ray trial's CPU allocation)."""
     if num_threads:

@@ -49,6 +49,7 @@ from gymnasium import spaces
 
 from augrl.errors import ConfigError
 from augrl.metrics import compute_metrics
+from augrl.runtime import native_bf16
 
 from .config import AugmentKDConfig
 from .features import feature_bounds, feature_names, observation
@@ -107,6 +108,10 @@ class AugmentKDEnv(gym.Env):
             self.observation_space = spaces.Box(self._low, self._high, dtype=np.float32)
             self.action_space = spaces.Discrete(2)
         self.steps_per_episode = c.episode_steps
+        if c.precision == "auto":
+            self.precision = "bf16" if native_bf16(self.device) else "fp32"
+        else:
+            self.precision = c.precision
         self.student = world.new_student()
         self.distiller = None
         self._rng_state: torch.Tensor | None = None
@@ -133,7 +138,7 @@ class AugmentKDEnv(gym.Env):
             self.student.load_state_dict(self.world.student_template.state_dict())
             with self._private_rng():
                 self.distiller = self.world.new_distiller(self.student)
-        self._order = self.np_random.permutation(self.world.num_candidates)
+        self._order = self._episode_order()
         self._batch = 0
         self._decisions = []
         self._episode = {"kept_total": 0, "candidates_seen": 0, "kept": []}
@@ -222,12 +227,30 @@ class AugmentKDEnv(gym.Env):
                 self._cuda_rng_state = torch.cuda.get_rng_state(self.device)
 
     def _autocast(self):
-        if self.config.precision == "bf16":
+        if self.precision == "bf16":
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def _episode_order(self) -> np.ndarray:
+        """The pool's order this episode: shuffled; with ``length_bucketing``, each run of 8 B
+        candidates sorted by length and cut into batches, then the batches shuffled."""
+        order = self.np_random.permutation(self.world.num_candidates)
+        if not self.config.length_bucketing:
+            return order
+        lengths = self.world.lengths
+        used = self.steps_per_episode * self.B
+        bucket = 8 * self.B
+        batches = []
+        for start in range(0, used, bucket):
+            chunk = order[start:min(start + bucket, used)]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            batches += [chunk[i:i + self.B] for i in range(0, len(chunk), self.B)]
+        batches = [batches[i] for i in self.np_random.permutation(len(batches))]
+        return np.concatenate(batches + [order[used:]])
+
     def _start_batch(self) -> None:
-        """Draw the batch's target examples and run the student on it (kept for the update)."""
+        """Draw the batch's target examples and run the student on the candidates (the pass is
+        kept, with its graph, for the update)."""
         start = self._batch * self.B
         self._rows = torch.as_tensor(self._order[start:start + self.B].copy())
         t = self.config.target_batch_size
@@ -237,12 +260,11 @@ class AugmentKDEnv(gym.Env):
             self._target_rows = torch.as_tensor(self.world.num_candidates + np.sort(picks))
         else:
             self._target_rows = torch.empty(0, dtype=torch.long)
-        index = torch.cat([self._rows, self._target_rows])
-        self._batch_tensors = self.world.encoded.batch(index, self.device)
+        self._batch_tensors = self.world.encoded.batch(self._rows, self.device)
         self.student.train()
         with self._private_rng(), self._autocast():
             self._outputs = self.distiller.student_outputs(self._batch_tensors)
-        logits = self._outputs.logits[: self.B]
+        logits = self._outputs.logits
         progress = self._batch * self.B / (self.steps_per_episode * self.B)
         self._obs = observation(self.world.static, self._rows, logits,
                                 torch.as_tensor(self.world.pool.labels)[self._rows], progress, self._low, self._high)
@@ -255,19 +277,37 @@ class AugmentKDEnv(gym.Env):
         return row
 
     def _distil(self, keep: np.ndarray) -> tuple[float, bool, dict]:
-        """One distillation step on the kept candidates and the target rows; the reward."""
-        positions = torch.cat([torch.as_tensor(np.flatnonzero(keep), dtype=torch.long),
-                               torch.arange(self.B, self.B + len(self._target_rows))])
-        if len(positions) == 0:
+        """One distillation step on the kept candidates and the target rows; the reward.
+
+        The kept rows reuse the observation's forward pass; the target rows get their own
+        (padded to their own length). The objective is the mean over all trained rows: each
+        part's mean loss weighted by its row count, exactly a joint batch's mean.
+        """
+        positions = torch.as_tensor(np.flatnonzero(keep), dtype=torch.long)
+        n_kept, n_target = len(positions), len(self._target_rows)
+        if n_kept + n_target == 0:
             self._outputs = None
             return 0.0, False, {}
-        batch = self._batch_tensors
-        mask = batch["attention_mask"][positions]
-        length = int(mask.sum(1).max())
-        sub = {k: (v[positions][:, :length] if v.dim() == 2 else v[positions]) for k, v in batch.items()}
-        outputs = self._outputs.rows(positions.to(self.device), length)
+        d = self.distiller
+        d.student.train()
+        d.modules.train()
+        parts = []
         with self._private_rng(), self._autocast():
-            terms = self.distiller.step(sub, self.world.cache, student_out=outputs)
+            if n_kept:
+                batch = self._batch_tensors
+                length = int(batch["attention_mask"][positions].sum(1).max())
+                sub = {k: (v[positions][:, :length] if v.dim() == 2 else v[positions]) for k, v in batch.items()}
+                parts.append((n_kept, d.losses(sub, self.world.cache,
+                                               student_out=self._outputs.rows(positions.to(self.device), length))))
+            if n_target:
+                target = self.world.encoded.batch(self._target_rows, self.device)
+                parts.append((n_target, d.losses(target, self.world.cache)))
+            total = n_kept + n_target
+            terms = {k: sum(n * p[k] for n, p in parts) / total for k in parts[0][1]}
+            d.optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            d.apply_gradients()
+        terms = {k: float(v.detach()) for k, v in terms.items()}
         self._outputs = None
         before = self._val
         self._val = self._validate()
@@ -283,7 +323,7 @@ class AugmentKDEnv(gym.Env):
         from augrl.batching import predict
 
         with self._autocast():
-            logits = predict(self.student, self.world.val, 128, self.device).float()
+            logits = predict(self.student, self.world.val, self.config.val_batch_size, self.device).float()
         labels = self.world.val.labels
         metrics = compute_metrics(logits.numpy(), labels.numpy(), self.task_spec.num_labels)
         teacher = self.world.val_teacher_logits
@@ -314,7 +354,7 @@ class AugmentKDEnv(gym.Env):
         fixed = {"task", "shots", "seed", "data_dir", "leakage", "teacher", "teacher_dir", "augmenter",
                  "augmenter_params", "pool_size", "variants", "source_fraction", "val_size", "objective",
                  "loss_params", "layer_map", "student", "student_init", "student_layers", "max_length",
-                 "freeze_embeddings", "teacher_epochs", "teacher_lr", "temperature"}
+                 "freeze_embeddings", "teacher_epochs", "teacher_lr", "teacher_max_steps", "temperature"}
         bad = sorted(k for k in changes if k in fixed and changes[k] != getattr(world.config, k))
         if bad:
             raise ConfigError(f"{bad} decide the world (pool, teacher, split); build a new world to change them")

@@ -14,7 +14,7 @@ from augrl.training import TrainConfig
 DECISIONS = ("batch", "sample")
 REWARDS = ("metric", "loss")
 STUDENT_RESETS = ("episode", "never")
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -27,7 +27,7 @@ class AugmentKDConfig(ConfigMixin):
         teacher: encoder of the teacher (``minilm``, hub name or folder), fine-tuned on the
             target train set once per split and cached (:mod:`augrl.teachers`);
             ``teacher_dir`` uses a saved fine-tuned teacher instead.
-        teacher_epochs, teacher_lr: its fine-tuning settings.
+        teacher_epochs, teacher_lr, teacher_max_steps: its fine-tuning settings.
         student, student_init, student_layers: the student (as ``augrl distill``).
 
     The candidate pool (:mod:`augrl.pool`):
@@ -54,7 +54,16 @@ class AugmentKDConfig(ConfigMixin):
             hard_ce; L2A's is ``{"attention_mse": 1, "hidden_mse": 1, "dark_ce": 1}``).
         lr, weight_decay, grad_clip: the student's AdamW settings (constant learning rate).
         freeze_embeddings: keep the student's word-embedding matrix fixed (see the env's docs).
-        precision: ``fp32``, or ``bf16`` autocast for the student's forward passes.
+        precision: ``bf16`` autocast for the student's forward passes (the reward's
+            validation pass included), ``fp32``, or ``auto``: ``bf16`` where the hardware computes
+            it natively (a CUDA GPU with bf16, a CPU with AVX512-BF16 or AMX), else ``fp32``.
+            The resolved choice is in ``env.precision``. Students distilled for evaluation
+            (:mod:`augrl.augmented`) always train in fp32.
+        length_bucketing: batch candidates of similar length (each run of 8 B shuffled
+            candidates is sorted by length before it is cut into batches; the batches are
+            then shuffled), which cuts the padding the student computes on.
+        val_batch_size: examples per forward pass of the reward's validation pass (grouped by
+            length; small batches carry less padding, 32 was fastest on a 2-core CPU).
         max_length: tokens per example.
         device: ``auto``, ``cpu``, ``cuda``...
     """
@@ -68,6 +77,7 @@ class AugmentKDConfig(ConfigMixin):
     teacher_dir: str | None = None
     teacher_epochs: int = 10
     teacher_lr: float = 1e-4
+    teacher_max_steps: int | None = None
     student: str = "transformer"
     student_init: str = models.DEFAULT_MODEL
     student_layers: int = 2
@@ -90,7 +100,9 @@ class AugmentKDConfig(ConfigMixin):
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     freeze_embeddings: bool = True
-    precision: str = "fp32"
+    precision: str = "auto"
+    length_bucketing: bool = True
+    val_batch_size: int = 32
     max_length: int = 128
     device: str = "auto"
 
@@ -120,7 +132,8 @@ class AugmentKDConfig(ConfigMixin):
 
     def run_config(self) -> RunConfig:
         """The :class:`~augrl.pipelines.RunConfig` of the split, the teacher and the student."""
-        teacher_train = TrainConfig(epochs=self.teacher_epochs, lr=self.teacher_lr, max_length=self.max_length)
+        teacher_train = TrainConfig(epochs=self.teacher_epochs, lr=self.teacher_lr, max_length=self.max_length,
+                                    max_steps=self.teacher_max_steps)
         student_train = TrainConfig(lr=self.lr, weight_decay=self.weight_decay, grad_clip=self.grad_clip,
                                     batch_size=self.batch_size, max_length=self.max_length)
         return RunConfig(task=self.task, shots=self.shots, seed=self.seed, data_dir=self.data_dir,

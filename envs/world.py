@@ -70,6 +70,11 @@ class KDWorld:
     timings: dict = field(default_factory=dict)
 
     @property
+    def lengths(self) -> np.ndarray:
+        """(N,) token count of each candidate."""
+        return np.array([len(ids) for ids in self.encoded.input_ids[: len(self.pool)]])
+
+    @property
     def num_candidates(self) -> int:
         return len(self.pool)
 

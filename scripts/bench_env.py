@@ -20,23 +20,19 @@ import numpy as np
 from augrl.envs import AugmentKDConfig, AugmentKDEnv, build_world
 
 
-def run_episode(env: AugmentKDEnv, seed: int, policy: str = "all") -> dict:
-    rng = np.random.default_rng(seed)
+def run_episode(env: AugmentKDEnv, seed: int) -> dict:
+    """One keep-all episode, timed from reset to the last step."""
     start = time.perf_counter()
-    obs, info = env.reset(seed=seed)
-    rewards, steps, done = [], 0, False
+    env.reset(seed=seed)
+    rewards, steps, done, info = [], 0, False, {}
+    keep = np.ones(env.action_space.shape, dtype=np.int64) if env.config.decision == "batch" else 1
     while not done:
-        if policy == "all":
-            action = np.ones(env.action_space.shape, dtype=np.int64) if env.config.decision == "batch" else 1
-        else:
-            action = (rng.integers(0, 2, size=env.action_space.shape) if env.config.decision == "batch"
-                      else int(rng.integers(2)))
-        obs, r, done, _, info = env.step(action)
+        _, r, done, _, info = env.step(keep)
         rewards.append(r)
         steps += 1
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "steps": steps, "steps_per_s": steps / seconds, "return": float(sum(rewards)),
-            "rewards": rewards, "final_val_metric": info["val_metric"], "kept_total": info["kept_total"]}
+            "final_val_metric": info["val_metric"], "kept_total": info["kept_total"]}
 
 
 def main() -> None:
@@ -48,7 +44,7 @@ def main() -> None:
     p.add_argument("--pool-size", type=int, default=1600)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--val-size", type=int, default=None)
-    p.add_argument("--precision", default="fp32")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--noise-seeds", type=int, default=5, help="episode seeds for the reward-noise figures")
     p.add_argument("--json", default=None)
     args = p.parse_args()
@@ -58,6 +54,7 @@ def main() -> None:
                              precision=args.precision)
     start = time.perf_counter()
     world = build_world(config, progress=True)
+    print(f"student precision: {AugmentKDEnv(world=world).precision}")
     print(f"world built in {time.perf_counter() - start:.1f}s: {world.timings} (teacher cached: "
           f"{world.teacher_info.get('cached')})")
     out = {"config": config.to_dict(), "world_timings": world.timings, "episodes": {}}
@@ -68,24 +65,38 @@ def main() -> None:
         print(f"{decision:6s} one episode ({env.world.num_candidates} candidates, B={args.batch_size}): "
               f"{ep['seconds']:.2f}s, {ep['steps']} env steps, {ep['steps_per_s']:.1f} env steps/s, "
               f"return {ep['return']:+.4f}")
-        out["episodes"][decision] = {k: v for k, v in ep.items() if k != "rewards"}
+        out["episodes"][decision] = ep
 
-    for reward in ("metric", "loss"):
-        env = AugmentKDEnv.from_world(world, reward=reward)
-        eps = [run_episode(env, seed=s) for s in range(args.noise_seeds)]
-        per_step = np.array([e["rewards"] for e in eps])  # (seeds, steps)
-        returns = np.array([e["return"] for e in eps])
-        finals = np.array([e["final_val_metric"] for e in eps])
-        row = {"per_step_std_across_seeds": float(per_step.std(0, ddof=1).mean()),
-               "per_step_mean_abs": float(np.abs(per_step).mean()),
-               "return_mean": float(returns.mean()), "return_std": float(returns.std(ddof=1)),
-               "final_val_metric_mean": float(finals.mean()), "final_val_metric_std": float(finals.std(ddof=1)),
-               "nonzero_fraction": float((per_step != 0).mean())}
-        out[f"reward_{reward}"] = row
-        print(f"reward={reward}: keep-all over {args.noise_seeds} episode seeds: per-step reward std across seeds "
+    # one keep-all trajectory per episode seed; both rewards follow from the same validation passes
+    env = AugmentKDEnv.from_world(world)
+    metric_r, loss_r, finals = [], [], []
+    for s in range(args.noise_seeds):
+        _, info = env.reset(seed=s)
+        metrics, losses = [info["val_metric"]], [info["val_loss"]]
+        done = False
+        while not done:
+            _, _, done, _, info = env.step(np.ones(env.action_space.shape, dtype=np.int64))
+            metrics.append(info["val_metric"])
+            losses.append(info["val_loss"])
+        metric_r.append(np.diff(metrics))
+        loss_r.append(-np.diff(losses))
+        finals.append(metrics[-1])
+    metric_r, loss_r = np.array(metric_r), np.array(loss_r)  # (seeds, steps)
+    for name, r in (("metric", metric_r), ("loss", loss_r)):
+        row = {"per_step_std_across_seeds": float(r.std(0, ddof=1).mean()), "per_step_mean_abs": float(np.abs(r).mean()),
+               "nonzero_fraction": float((r != 0).mean()), "return_mean": float(r.sum(1).mean()),
+               "return_std": float(r.sum(1).std(ddof=1))}
+        out[f"reward_{name}"] = row
+        print(f"reward={name}: keep-all, {args.noise_seeds} episode seeds: per-step reward std across seeds "
               f"{row['per_step_std_across_seeds']:.4f} (mean |r| {row['per_step_mean_abs']:.4f}, non-zero "
-              f"{row['nonzero_fraction']:.2f}); return {row['return_mean']:+.4f} ± {row['return_std']:.4f}; final val "
-              f"metric {row['final_val_metric_mean']:.4f} ± {row['final_val_metric_std']:.4f}")
+              f"{row['nonzero_fraction']:.2f}); episode return {row['return_mean']:+.4f} ± {row['return_std']:.4f}")
+    corr = float(np.corrcoef(metric_r.ravel(), loss_r.ravel())[0, 1])
+    half = metric_r.shape[1] // 2
+    late = float(np.corrcoef(metric_r[:, half:].ravel(), loss_r[:, half:].ravel())[0, 1])
+    out["reward_correlation"] = {"all_steps": corr, "second_half": late}
+    out["final_val_metric"] = {"mean": float(np.mean(finals)), "std": float(np.std(finals, ddof=1))}
+    print(f"per-step correlation of the two rewards: {corr:+.3f} (second half of the episode: {late:+.3f}); final "
+          f"validation {world.data.task.spec.metric} {np.mean(finals):.4f} ± {np.std(finals, ddof=1):.4f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

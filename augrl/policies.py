@@ -1,0 +1,223 @@
+"""Keep/drop policies trained with stable-baselines3 on augrl/AugmentKD-v0, and their honest test.
+
+    augrl train-policy --task rt --algo ppo --episodes 10 --out runs/ppo
+
+PPO and A2C act on whole batches (``MultiBinary(B)``), DQN on one candidate at a time
+(``Discrete(2)``). Training logs to TensorBoard (``OUT/tensorboard``), saves the policy
+(``OUT/<algo>-seed<seed>/policy.zip``) and the learning curves (episode return and the
+student's final validation metric per episode, ``learning_curves.png``).
+
+The evaluation does not trust the environment's reward: the trained policy makes one
+deterministic pass over the pool with a fresh student, then a *fresh* student is distilled
+(:func:`augrl.augmented.distil_on`) on the target train set plus the candidates the policy
+kept, and is tested once. Beside it, with the same split, teacher, pool and training: all the
+candidates (``all``) and a random subset of the policy's size (``random``).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from augrl.augmented import distil_on
+from augrl.config import ConfigMixin
+from augrl.errors import ConfigError
+from augrl.results import provenance
+from augrl.training import evaluate
+
+ALGOS = {"ppo": "batch", "a2c": "batch", "dqn": "sample"}
+
+
+@dataclass
+class PolicyConfig(ConfigMixin):
+    """How the policy is trained and evaluated.
+
+    Attributes:
+        algo: ``ppo``, ``a2c`` (batch decisions) or ``dqn`` (per-candidate decisions).
+        episodes: training episodes (passes over the pool).
+        max_steps: cap on environment steps (PPO and A2C finish their last rollout), and on
+            the optimiser steps of the evaluation's students (smoke runs); None: no cap.
+        learning_rate, gamma, ent_coef: the agent's settings (SB3 names).
+        n_steps: PPO/A2C rollout length in env steps (None: one episode for PPO, 5 for A2C).
+        batch_size: PPO minibatch / DQN batch size.
+        eval_epochs, eval_batch_size: training of the evaluation's students (epochs over
+            target + kept candidates, examples per step).
+        policy_device: where the policy network runs (``cpu``: the MLP is tiny).
+    """
+
+    algo: str = "ppo"
+    episodes: int = 10
+    max_steps: int | None = None
+    learning_rate: float = 3e-4
+    gamma: float = 0.99
+    ent_coef: float = 0.0
+    n_steps: int | None = None
+    batch_size: int = 64
+    eval_epochs: int = 3
+    eval_batch_size: int = 32
+    policy_device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.algo not in ALGOS:
+            raise ConfigError(f"unknown algo {self.algo!r}; use one of {sorted(ALGOS)}")
+        if self.episodes < 1:
+            raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
+
+
+def make_agent(algo: str, env, cfg: PolicyConfig, seed: int, tensorboard: str | None = None,
+               total: int | None = None):
+    """A stable-baselines3 agent for ``env`` with the configured settings (PPO/A2C rollouts no
+    longer than ``total`` env steps, so that a capped run takes exactly that many)."""
+    from stable_baselines3 import A2C, DQN, PPO
+
+    common = dict(learning_rate=cfg.learning_rate, gamma=cfg.gamma, seed=seed, device=cfg.policy_device,
+                  tensorboard_log=tensorboard, verbose=0)
+    steps = env.unwrapped.steps_per_episode if hasattr(env, "unwrapped") else env.steps_per_episode
+    if algo == "ppo":
+        n_steps = min(cfg.n_steps or steps, total or steps)
+        return PPO("MlpPolicy", env, n_steps=n_steps, batch_size=min(cfg.batch_size, n_steps), ent_coef=cfg.ent_coef,
+                   **common)
+    if algo == "a2c":
+        return A2C("MlpPolicy", env, n_steps=min(cfg.n_steps or 5, total or 5), ent_coef=cfg.ent_coef, **common)
+    return DQN("MlpPolicy", env, batch_size=cfg.batch_size, learning_starts=min(1000, 4 * env.unwrapped.B),
+               buffer_size=50_000, **common)
+
+
+def _callback(total: int, progress: bool):
+    from stable_baselines3.common.callbacks import BaseCallback
+
+    class EpisodeLog(BaseCallback):
+        """Per-episode return, final validation metric and kept fraction; a progress bar."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.episodes: list[dict] = []
+            self._return = 0.0
+            self.bar = tqdm(total=total, desc="policy", unit="step", disable=not progress, file=sys.stderr,
+                            leave=False)
+
+        def _on_step(self) -> bool:
+            self.bar.update(1)
+            self._return += float(self.locals["rewards"][0])
+            if self.locals["dones"][0]:
+                info = self.locals["infos"][0]
+                row = {"episode": len(self.episodes) + 1, "return": self._return,
+                       "val_metric": info["val_metric"], "kept_fraction": info["kept_total"] / max(1, info["candidates_seen"]),
+                       "env_steps": self.num_timesteps}
+                self.episodes.append(row)
+                for k in ("return", "val_metric", "kept_fraction"):
+                    self.logger.record(f"augrl/episode_{k}", row[k])
+                self.bar.set_postfix(ret=f"{row['return']:+.3f}", val=f"{row['val_metric']:.3f}")
+                self._return = 0.0
+            return True
+
+        def _on_training_end(self) -> None:
+            self.bar.close()
+
+    return EpisodeLog()
+
+
+def kept_by_policy(agent, world, decision: str, seed: int) -> list[int]:
+    """Pool indices the policy keeps in one deterministic episode with a fresh student."""
+    from augrl.envs import AugmentKDEnv
+
+    env = AugmentKDEnv.from_world(world, decision=decision, student_reset="episode")
+    obs, _ = env.reset(seed=seed)
+    done, info = False, {}
+    while not done:
+        action, _ = agent.predict(obs, deterministic=True)
+        obs, _, done, _, info = env.step(action)
+    return list(info["episode_kept_indices"])
+
+
+def evaluate_selection(world, kept: list[int], cfg: PolicyConfig, seed: int, progress: bool = True) -> dict:
+    """Test metrics of fresh students distilled on target + kept / all / random-kept candidates."""
+    run = world.config.run_config()
+    train = run.student_train.replace(epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size,
+                                      max_steps=cfg.max_steps)
+    run = run.replace(student_train=train)
+    n = len(world.pool)
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 17])
+    selections = {"policy": sorted(kept), "all": list(range(n)),
+                  "random": sorted(rng.choice(n, size=len(kept), replace=False).tolist())}
+    out = {}
+    for name, keep in selections.items():
+        start = time.perf_counter()
+        result = distil_on(run, world.data, world.teacher, world.pool, keep=keep, progress=progress,
+                           desc=f"student ({name})", freeze_embeddings=world.config.freeze_embeddings)
+        test = evaluate(result.student, world.data.test, world.data.task.spec, world.data.device)
+        out[name] = {"test": test, "val": result.fit.best_val, "kept": len(keep), "kept_fraction": len(keep) / n,
+                     "train_size": result.train_size, "seconds": round(time.perf_counter() - start, 2)}
+    return out
+
+
+def train_policy(env_config, cfg: PolicyConfig, out_dir: str | Path | None = None, progress: bool = True,
+                 world=None) -> dict:
+    """Train a policy on the env, evaluate its selection honestly, return the result record.
+
+    Args:
+        env_config: an :class:`augrl.envs.AugmentKDConfig` (its ``decision`` is set by the algo).
+        cfg: the agent's settings.
+        out_dir: TensorBoard logs, the policy and its learning curves go under
+            ``out_dir/<algo>-seed<seed>/`` (None: nothing is saved).
+        world: a ready world for ``env_config`` (else it is built).
+    """
+    from stable_baselines3.common.monitor import Monitor
+
+    from augrl.envs import AugmentKDEnv, build_world
+    from augrl.plots import plot_policy_curves
+
+    start = time.perf_counter()
+    decision = ALGOS[cfg.algo]
+    env_config = env_config.replace(decision=decision)
+    if world is None:
+        world = build_world(env_config, progress=progress)
+    env = Monitor(AugmentKDEnv.from_world(world, decision=decision))
+    steps_per_episode = env.unwrapped.steps_per_episode * (env.unwrapped.B if decision == "sample" else 1)
+    total = cfg.episodes * steps_per_episode
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    run_dir = Path(out_dir) / f"{cfg.algo}-seed{env_config.seed}" if out_dir is not None else None
+    agent = make_agent(cfg.algo, env, cfg, env_config.seed,
+                       tensorboard=str(run_dir / "tensorboard") if run_dir is not None else None, total=total)
+    log = _callback(total, progress)
+    t = time.perf_counter()
+    agent.learn(total_timesteps=total, callback=log, tb_log_name=cfg.algo)
+    train_seconds = time.perf_counter() - t
+    kept = kept_by_policy(agent, world, decision, seed=env_config.seed)
+    evaluation = evaluate_selection(world, kept, cfg, env_config.seed, progress)
+    spec = world.data.task.spec
+    record = {
+        "command": "train-policy",
+        "task": spec.name,
+        "method": f"kd+{cfg.algo}",
+        "seed": env_config.seed,
+        "shots": env_config.shots,
+        "metrics": {"test": evaluation["policy"]["test"], "val": evaluation["policy"]["val"]},
+        "evaluation": evaluation,
+        "training": {"env_steps": int(agent.num_timesteps), "episodes": log.episodes,
+                     "seconds": round(train_seconds, 2)},
+        "pool": world.pool.meta,
+        "teacher": {k: world.teacher_info.get(k) for k in ("val", "cached", "dir")},
+        "world_timings": world.timings,
+        "wall_time_s": round(time.perf_counter() - start, 2),
+        "config": {"env": env_config.to_dict(), "policy": cfg.to_dict()},
+        "split": world.data.task.meta,
+        "device": str(world.data.device),
+        **provenance(),
+    }
+    if run_dir is not None:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        agent.save(run_dir / "policy.zip")
+        record["policy_path"] = str(run_dir / "policy.zip")
+        if log.episodes:
+            plot_policy_curves(log.episodes, spec.metric, run_dir / "learning_curves.png",
+                               f"{spec.name} {cfg.algo} seed {env_config.seed}")
+    return record
