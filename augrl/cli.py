@@ -364,6 +364,23 @@ def cmd_train_policy(args: argparse.Namespace) -> None:
         _print_selection_summary(records, next(iter(records[0]["metrics"]["test"])))
 
 
+def cmd_l2a(args: argparse.Namespace) -> None:
+    from augrl.l2a import L2AConfig, run_l2a
+
+    env_cfg = _env_config(args)
+    params = dict(env_cfg.augmenter_params) if env_cfg.augmenter == "l2a" else {}
+    for key, value in (("alpha", args.alpha), ("temperature", args.gen_temperature), ("top_k", args.top_k)):
+        if value is not None:
+            params[key] = value
+    env_cfg = env_cfg.replace(augmenter="l2a", augmenter_params=params)
+    cfg = L2AConfig(use_source=not args.no_source, use_target=not args.no_target,
+                    use_selector=not args.no_selector, max_steps=args.max_steps).replace(
+        episodes=args.episodes, generator_every=0 if args.no_generator_update else args.generator_every,
+        eval_epochs=args.eval_epochs)
+    for seed in range(env_cfg.seed, env_cfg.seed + max(1, args.seeds)):
+        _finish(run_l2a(env_cfg.replace(seed=seed), cfg, out_dir=args.out, progress=not args.quiet), args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="augrl", description="Learned data augmentation for knowledge distillation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -457,6 +474,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-epochs", type=int, default=None,
                    help="epochs of the evaluation's students over target + kept candidates (default 3)")
     p.set_defaults(func=cmd_train_policy)
+
+    p = sub.add_parser("l2a", help="Learning to Augment: constrained generator + reinforced selector, then a "
+                                   "student distilled on the selected data")
+    _add_env_options(p)
+    p.add_argument("--episodes", type=int, default=None, help="selector episodes (default 10)")
+    p.add_argument("--generator-every", type=int, default=None, help="update G_theta every K episodes (default 2)")
+    p.add_argument("--alpha", type=float, default=None, help="edit-distance scale of P(d|x) (default 1)")
+    p.add_argument("--gen-temperature", type=float, default=None, help="T of the word distribution (default 1)")
+    p.add_argument("--top-k", type=int, default=None, help="candidate words per position (default 50)")
+    p.add_argument("--no-source", action="store_true", help="ablation w/o src: sample target inputs only")
+    p.add_argument("--no-target", action="store_true", help="ablation w/o tgt: sample source inputs only")
+    p.add_argument("--no-generator-update", action="store_true", help="ablation: never update G_theta")
+    p.add_argument("--no-selector", action="store_true", help="ablation: keep every P_s sample (no selector)")
+    p.add_argument("--eval-epochs", type=int, default=None, help="epochs of the final student (default 10)")
+    p.set_defaults(func=cmd_l2a)
     return parser
 
 

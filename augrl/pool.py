@@ -112,8 +112,8 @@ def _stratified(labels: np.ndarray, k: int, rng: np.random.Generator, classifica
 def _augment(augmenter, texts: list, labels: list, n: int, seed: int) -> tuple[list[list], list[list[float]]]:
     """Variants (and generator log-probabilities, NaN when not scored) of ``texts``."""
     if hasattr(augmenter, "augment_scored"):
-        scored = augmenter.augment_scored(texts, n=n, labels=labels, seed=seed)
-        return [[v for v, _ in row] for row in scored], [[float(lp) for _, lp in row] for row in scored]
+        scored = augmenter.augment_scored(texts, n=n, labels=labels, seed=seed)  # (text, logprob, ...) each
+        return [[s[0] for s in row] for row in scored], [[float(s[1]) for s in row] for row in scored]
     variants = augmenter.augment(texts, n=n, labels=labels, seed=seed)
     return variants, [[math.nan] * len(row) for row in variants]
 

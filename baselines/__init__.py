@@ -4,7 +4,7 @@ One interface for every method (:class:`Augmenter`: ``fit(task)``, ``augment(tex
 seed)``) and a registry by name::
 
     from augrl import baselines
-    aug = baselines.get("tang")            # eda, mask, pos, ngram, tang, contextual, cbert
+    aug = baselines.get("tang")            # eda, mask, pos, ngram, tang, contextual, cbert, l2a
     aug.fit(task)                           # task resources: POS vocabulary, adapted MLM...
     variants = aug.augment(list(task.train["text"]), n=4, labels=list(task.train["label"]), seed=0)
     augmented = baselines.augment_dataset(task.train, aug, n=4, seed=0)   # a datasets.Dataset
@@ -19,6 +19,7 @@ from .base import Augmenter, Text, WordAugmenter, edit_count, edit_fraction, wor
 from .registry import get, names, parameters, register
 from .mapping import augment_dataset, map_function
 from . import eda, tang, contextual, cbert  # noqa: F401  (register the built-in augmenters)
+from augrl import generator as _l2a  # noqa: F401,E402  (registers L2A's generator as ``l2a``)
 
 __all__ = ["Augmenter", "WordAugmenter", "Text", "get", "names", "parameters", "register", "augment_dataset",
            "map_function", "edit_count", "edit_fraction", "word_edit_distance"]

@@ -49,6 +49,8 @@ class _Row:
     targets: list[tuple[int, int]]  # (side, word index) replaced by each mask
     exclude: list[int]  # token id of the original word (not to be sampled), or -1
     choices: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)  # of each choice, over the top-k it was drawn from
+    maskable: int = 0  # words that could have been masked (m)
 
 
 @register("contextual")
@@ -202,8 +204,22 @@ class ContextualAugmenter(Augmenter):
             sizes[s] -= len(pieces[s][counts[s]])
         return counts
 
+    def _mask_count(self, rng: np.random.Generator, maskable: int, in_window: int) -> int:
+        """Words to replace in one variant: ``ceil(p * words)`` within ``[min_words, max_words]``."""
+        return min(max(self.min_words, math.ceil(self.p * in_window)), self.max_words, maskable)
+
     def _augment_examples(self, examples, n, labels, rngs):
+        rows = self._masked_rows(examples, n, labels, rngs)
+        self._predict(rows, rngs)
+        return self._fill(examples, rows, n)
+
+    def _masked_rows(self, examples, n, labels, rngs) -> list[_Row]:
+        """One masked sequence per variant that changes anything (see the module docstring).
+
+        Also leaves the number of maskable words of each example in ``self._maskable_counts``.
+        """
         mlm = self.masked_lm()
+        self._maskable_counts: list[int] = []
         labels = self._check_labels(labels, len(examples))
         tok = mlm.tokenizer
         cls_id, sep_id, mask_id = tok.cls_token_id, tok.sep_token_id, tok.mask_token_id
@@ -225,9 +241,10 @@ class ContextualAugmenter(Augmenter):
                         if pieces[s][w] and unk not in pieces[s][w] and _WORDLIKE.search(sides[s][w])
                         and sides[s][w].lower() not in self.stop_words]
             in_window = sum(window[s] for s in range(len(sides)) if change[s])
-            k = min(max(self.min_words, math.ceil(self.p * in_window)), self.max_words, len(maskable))
+            self._maskable_counts.append(len(maskable))
             label = None if labels is None else labels[i]
             for j in range(n):
+                k = self._mask_count(rngs[i], len(maskable), in_window)
                 if k == 0:
                     continue
                 chosen = sorted(maskable[c] for c in rngs[i].choice(len(maskable), size=k, replace=False))
@@ -245,9 +262,14 @@ class ContextualAugmenter(Augmenter):
                             ids.extend(pieces[s][w])
                     lengths.append(len(ids) - start)
                     ids.append(sep_id)
-                rows.append(_Row(i, j, ids, self._type_ids(tuple(lengths), label), columns, targets, exclude))
+                rows.append(_Row(i, j, ids, self._type_ids(tuple(lengths), label), columns, targets, exclude,
+                                 maskable=len(maskable)))
 
-        self._predict(rows, rngs)
+        return rows
+
+    def _fill(self, examples, rows: list[_Row], n: int) -> list[list[Example]]:
+        """The variants: each example's words with its rows' choices put in."""
+        words = [[words_of(side) for side in ex] for ex in examples]
         out = []
         by_key = {(r.example, r.variant): r for r in rows}
         for i, (example, sides) in enumerate(zip(examples, words)):
@@ -314,4 +336,6 @@ class ContextualAugmenter(Augmenter):
                     row.choices.append("")
                     continue
                 score = np.where(finite, v, -np.inf) + rng.gumbel(size=v.shape)
-                row.choices.append(self._token_string(int(ix[int(np.argmax(score))])))
+                pick = int(np.argmax(score))
+                row.choices.append(self._token_string(int(ix[pick])))
+                row.logprobs.append(float(v[pick] - np.logaddexp.reduce(v[finite])))

@@ -76,7 +76,8 @@ class AugmentKDEnv(gym.Env):
 
     ``info`` after every step: ``updated`` (a distillation step was taken), ``kept`` and
     ``kept_fraction`` (of the batch just decided), ``kept_total`` and ``candidates_seen``
-    (this episode), ``val_metric``, ``val_loss`` and ``val_teacher_agreement`` (the student's,
+    (this episode), ``decided_rows`` (pool indices of the candidates this step decided),
+    ``val_metric``, ``val_loss`` and ``val_teacher_agreement`` (the student's,
     on the reward's validation set), ``loss_terms`` (the KD terms of the last step), ``batch``
     (steps taken this episode) and, at the end of an episode, ``episode_kept_indices`` (pool
     indices kept).
@@ -155,12 +156,16 @@ class AugmentKDEnv(gym.Env):
             keep = self._batch_action(action)
         else:
             self._decisions.append(self._sample_action(action))
+            decided = [int(self._rows[len(self._decisions) - 1])]
             if len(self._decisions) < self.B:
                 self._episode["candidates_seen"] += 1
                 info = self._info(updated=False, kept=int(sum(self._decisions)), terms={})
+                info["decided_rows"] = decided
                 return self._current_obs(), 0.0, False, False, info
             keep = np.asarray(self._decisions, dtype=bool)
             self._decisions = []
+        if self.config.decision == "batch":
+            decided = self._rows.tolist()
         reward, updated, terms = self._distil(keep)
         kept_rows = self._rows[torch.as_tensor(keep)].tolist()
         self._episode["kept"].extend(kept_rows)
@@ -176,6 +181,7 @@ class AugmentKDEnv(gym.Env):
             self._start_batch()
             obs = self._current_obs()
         info = self._info(updated=updated, kept=int(keep.sum()), terms=terms)
+        info["decided_rows"] = decided
         if terminated:
             info["episode_kept_indices"] = list(self._episode["kept"])
         return obs, float(reward), terminated, False, info
