@@ -367,8 +367,11 @@ def cmd_train_policy(args: argparse.Namespace) -> None:
 def cmd_l2a(args: argparse.Namespace) -> None:
     from augrl.l2a import L2AConfig, run_l2a
 
+    if args.augmenter not in (None, "l2a"):
+        raise AugrlError(f"augrl l2a samples with L2A's generator; --augmenter {args.augmenter} is for "
+                         "`augrl train-policy` (drop the flag; --param sets the generator's options)")
     env_cfg = _env_config(args)
-    params = dict(env_cfg.augmenter_params) if env_cfg.augmenter == "l2a" else {}
+    params = dict(env_cfg.augmenter_params)
     for key, value in (("alpha", args.alpha), ("temperature", args.gen_temperature), ("top_k", args.top_k)):
         if value is not None:
             params[key] = value

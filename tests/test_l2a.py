@@ -204,4 +204,5 @@ def test_cli_l2a(toy_tasks, tiny_model_dir, tmp_path, capsys, generator, single_
     assert main(args) == 0
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["method"] == "kd+l2a" and record["config"]["l2a"]["max_steps"] == 5
+    assert record["pool"]["augmenter_params"]["mlm"] == str(tiny_model_dir)  # --param reached the generator
     assert main(args[:-2] + ["--no-source", "--no-target"]) == 2
