@@ -10,6 +10,18 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def _save(fig, path: str | Path, title: str = "") -> Path:
+    """Title, tighten, write the PNG (creating its folder) and free the figure."""
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def plot_learning_curves(stages: dict[str, dict], metric: str, path: str | Path, title: str = "") -> Path:
     """Training loss and validation ``metric`` per epoch, one line per stage, saved as PNG.
 
@@ -33,14 +45,7 @@ def plot_learning_curves(stages: dict[str, dict], metric: str, path: str | Path,
     for ax in (ax_loss, ax_val):
         ax.grid(alpha=0.3)
         ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
 
 
 def plot_policy_curves(episodes: list[dict], metric: str, path: str | Path, title: str = "") -> Path:
@@ -64,11 +69,4 @@ def plot_policy_curves(episodes: list[dict], metric: str, path: str | Path, titl
         ax.grid(alpha=0.3)
     ax_val.legend(loc="lower left")
     ax_kept.legend(loc="lower right")
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, title)
