@@ -136,6 +136,9 @@ class BenchMethod:
         augments: whether the result depends on the augmentation budget (``variants``): a
             change of it reruns the method. Built-in methods without an augmenter say False;
             registered functions default to True, as they may draw pools.
+        options: the method's own settings, read by its ``run`` function as
+            ``ctx.method.options`` (e.g. a generator's alpha and T); derived methods and
+            presets' ``define`` entries change them.
     """
 
     name: str
@@ -145,6 +148,7 @@ class BenchMethod:
     augmenter: str | None = None
     augmenter_params: dict = field(default_factory=dict)
     augments: bool = True
+    options: dict = field(default_factory=dict)
 
     def run_config(self, base: RunConfig) -> RunConfig:
         """``base`` with this method's settings applied."""
@@ -168,7 +172,7 @@ def _check_config(name: str, config: dict) -> dict:
 
 def register(name: str, run: Callable[["BenchRun"], Outcome] | None = None, *, description: str = "",
              config: dict | None = None, augmenter: str | None = None, augmenter_params: dict | None = None,
-             augments: bool = True, overwrite: bool = False):
+             augments: bool = True, options: dict | None = None, overwrite: bool = False):
     """Register a bench method; usable as a decorator (``@bench.register("kd+l2a")``).
 
     Args:
@@ -176,23 +180,24 @@ def register(name: str, run: Callable[["BenchRun"], Outcome] | None = None, *, d
         run: ``run(ctx: BenchRun) -> Outcome``; see :class:`BenchRun` for the helpers
             (``ctx.teacher()``, ``ctx.pool(...)``, ``ctx.distil(pool, keep)``).
         description: one line.
-        config, augmenter, augmenter_params, augments: see :class:`BenchMethod`.
+        config, augmenter, augmenter_params, augments, options: see :class:`BenchMethod`.
         overwrite: replace an existing entry.
     """
     def add(fn: Callable[["BenchRun"], Outcome]) -> Callable[["BenchRun"], Outcome]:
         if name in _REGISTRY and not overwrite:
             raise ConfigError(f"bench method {name!r} is already registered; pass overwrite=True to replace it")
         _REGISTRY[name] = BenchMethod(name, fn, description, _check_config(name, config or {}), augmenter,
-                                      dict(augmenter_params or {}), augments)
+                                      dict(augmenter_params or {}), augments, dict(options or {}))
         return fn
 
     return add(run) if run is not None else add
 
 
 def derive(name: str, base: str | BenchMethod, *, description: str | None = None, config: dict | None = None,
-           augmenter: str | None = None, augmenter_params: dict | None = None, register_it: bool = True) -> BenchMethod:
+           augmenter: str | None = None, augmenter_params: dict | None = None, options: dict | None = None,
+           register_it: bool = True) -> BenchMethod:
     """A method like ``base`` with other settings: ``config`` entries are merged into the
-    base's, ``augmenter`` replaces it, ``augmenter_params`` are merged.
+    base's, ``augmenter`` replaces it, ``augmenter_params`` and ``options`` are merged.
 
     With ``register_it`` (default) the method is registered under ``name``; presets build
     unregistered ones (``register_it=False``) that live only for their bench.
@@ -206,7 +211,7 @@ def derive(name: str, base: str | BenchMethod, *, description: str | None = None
     params.update(augmenter_params or {})
     method = dataclasses.replace(parent, name=name, description=description or f"{parent.name} with {merged_config}",
                                  config=merged_config, augmenter=augmenter or parent.augmenter,
-                                 augmenter_params=params,
+                                 augmenter_params=params, options={**parent.options, **(options or {})},
                                  augments=parent.augments or augmenter is not None)
     if register_it:
         if name in _REGISTRY:
@@ -464,7 +469,7 @@ class BenchSettings(ConfigMixin):
         variants: candidates per target train example for augmented methods.
         augmenter_params: settings per augmenter name, e.g. ``{"eda": {"alpha_sr": 0.2}}``.
         define: methods derived for this bench: ``name: {base, description, config,
-            augmenter, augmenter_params}`` (see :func:`derive`).
+            augmenter, augmenter_params, options}`` (see :func:`derive`).
         description: what the preset measures.
     """
 
@@ -502,10 +507,10 @@ class BenchSettings(ConfigMixin):
         defined: dict[str, BenchMethod] = {}
         for name, spec in self.define.items():
             spec = dict(spec or {})
-            unknown = sorted(set(spec) - {"base", "description", "config", "augmenter", "augmenter_params"})
+            unknown = sorted(set(spec) - {"base", "description", "config", "augmenter", "augmenter_params", "options"})
             if unknown or "base" not in spec:
                 raise ConfigError(f"define {name!r}: give base (a method) and optionally description, config, "
-                                  f"augmenter, augmenter_params; unknown keys {unknown}")
+                                  f"augmenter, augmenter_params, options; unknown keys {unknown}")
             parent_name = spec.pop("base")
             parent = defined.get(parent_name) or get(parent_name)
             defined[name] = derive(name, parent, register_it=False, **spec)
@@ -575,6 +580,8 @@ def config_hash(method: BenchMethod, cfg: RunConfig, variants: int, augmenter_pa
         augmenting = dict(augmenter_params) if method.augments else {}
     key = {"config": cfg.to_dict(), "augmenter": augmenting, "variants": variants if method.augments else None,
            "method_config": method.config}
+    if method.options:  # only when set, so the keys of methods without options stay as they were
+        key["options"] = method.options
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -638,7 +645,8 @@ def run_one(run: PlannedRun, shared: SharedSeed, settings: BenchSettings, progre
                      outcome.stages)
     record.update({"config_hash": run.key[-1], "variants": settings.variants, "augmenter": ctx.info.get("augmenter"),
                    "objective": outcome.objective, "pool": ctx.info.get("pool"), "teacher": ctx.info.get("teacher"),
-                   "method_description": run.method.description, **outcome.extra})
+                   "method_description": run.method.description, "method_options": run.method.options,
+                   **outcome.extra})
     return record
 
 

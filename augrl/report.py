@@ -130,6 +130,7 @@ def _setting_view(record: dict) -> dict:
     view = _flat(record.get("config", {}))
     view.update({"variants": record.get("variants")})
     view.update(_flat((record.get("augmenter") or {}).get("params", {}), "augmenter."))
+    view.update(_flat(record.get("method_options") or {}, "options."))
     return view
 
 

@@ -239,28 +239,34 @@ def test_presets_ship_the_ablations():
 
 def test_a_registered_method_reuses_the_seed_pool_and_a_budget_change_reruns_augmented_methods(
         toy_tasks, base, tmp_path):
-    """What kd+l2a will do: draw a pool, keep some candidates, distil on them."""
-    @bench.register("test-keep2", overwrite=True, description="KD on two mask candidates")
-    def keep_two(ctx: bench.BenchRun) -> bench.Outcome:
+    """What kd+l2a will do: draw a pool, keep some candidates, distil on them; a YAML preset
+    derives a variant with other options."""
+    @bench.register("test-keep", overwrite=True, description="KD on the first k mask candidates", options={"k": 2})
+    def keep_first(ctx: bench.BenchRun) -> bench.Outcome:
         pool = ctx.pool("mask")
-        return ctx.distil(pool, keep=[0, 1])
+        return ctx.distil(pool, keep=list(range(ctx.method.options["k"])))
 
     try:
+        preset = tmp_path / "mine.yaml"
+        preset.write_text(f"tasks: [{toy_tasks['single_file']}]\nshots: 8\nseeds: 1\n"
+                          "methods: [kd, kd+mask, test-keep, test-keep3]\n"
+                          "define:\n  test-keep3: {base: test-keep, options: {k: 3}}\n")
+        settings = bench.load_preset(str(preset))
         out = tmp_path / "bench"
-        settings = _settings(toy_tasks, ["kd", "kd+mask", "test-keep2"])
         bench.run_bench(settings, base, out, progress=False, log=lambda _: None)
-        kd, mask, keep = read_jsonl(out / "results.jsonl")[0]
+        kd, mask, keep, keep3 = read_jsonl(out / "results.jsonl")[0]
         assert keep["candidates"] == 2 and keep["train_size"] == 18 and keep["augmenter"]["name"] == "mask"
+        assert keep3["candidates"] == 3 and keep3["method_options"] == {"k": 3} and keep["method_options"] == {"k": 2}
         assert mask["candidates"] == 64 and keep["pool"] == mask["pool"]  # one pool, built once, charged to both
-        assert keep["method_description"] == "KD on two mask candidates"
+        assert keep["method_description"] == "KD on the first k mask candidates"
 
         summary = bench.run_bench(dataclasses.replace(settings, variants=2), base, out, progress=False,
                                   log=lambda _: None)
-        assert [k[1] for k in summary["ran"]] == ["kd+mask", "test-keep2"]  # kd does not augment: not rerun
+        assert [k[1] for k in summary["ran"]] == ["kd+mask", "test-keep", "test-keep3"]  # kd does not augment
         records = read_jsonl(out / "results.jsonl")[0]
-        assert records[-2]["pool"]["size"] == 2 * 16 and records[-2]["variants"] == 2
+        assert records[-3]["pool"]["size"] == 2 * 16 and records[-3]["variants"] == 2
     finally:
-        bench._REGISTRY.pop("test-keep2", None)
+        bench._REGISTRY.pop("test-keep", None)
 
 
 def test_every_builtin_method_runs(toy_tasks, tiny_model_dir, base, tmp_path):
