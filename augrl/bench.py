@@ -673,6 +673,9 @@ def run_bench(settings: BenchSettings, base: RunConfig, out: str | Path, progres
 
     from augrl.report import write_report
 
+    from augrl.runtime import git_commit
+
+    git_commit()  # asked (and cached) now: every line records the commit of the code this process loaded
     out = Path(out)
     path = out / RESULTS_FILE
     runs = plan_runs(settings, base)
