@@ -305,3 +305,20 @@ def test_bench_rt_with_minilm(data_root, augrl_cache, tmp_path, capsys):
     assert (out / "table.md").exists() and (out / "table.csv").exists() and (out / "rt.png").exists()
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ran"] == []
+
+
+def test_import_flag_loads_a_users_methods(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_bench_methods.py").write_text(
+        "from augrl import bench\n\n"
+        "@bench.register('test-mine', description='KD on edits under 30%')\n"
+        "def run_mine(ctx):\n"
+        "    pool = ctx.pool('eda')\n"
+        "    return ctx.distil(pool, keep=[i for i, f in enumerate(pool.edit_fraction) if f < 0.3])\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert main(["bench", "--import", "my_bench_methods", "--list"]) == 0
+        assert "test-mine" in capsys.readouterr().out and bench.get("test-mine").augments
+    finally:
+        bench._REGISTRY.pop("test-mine", None)
+    assert main(["bench", "--import", "no_such_module_xyz", "--list"]) == 2
+    assert "--import no_such_module_xyz: cannot import it" in capsys.readouterr().err
