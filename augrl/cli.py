@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -294,6 +295,10 @@ def _aug_params(items: list[str]) -> dict:
     return out
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     from augrl import bench
 
@@ -313,6 +318,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
                                 variants=args.variants, augmenter_params=params)
     # the bench sets task, shots and seed per run; the rest of the run config comes from the flags
     cfg = _run_config(argparse.Namespace(**{**vars(args), "task": None, "shots": None, "seed": None, "student": None}))
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` (or a batch scheduler's time limit) stops it like Ctrl-C
     summary = bench.run_bench(settings, cfg, args.out, progress=not args.quiet, max_steps=args.max_steps,
                               on_record=lambda r: print(_summary(r), file=sys.stderr if args.json else sys.stdout,
                                                         flush=True))

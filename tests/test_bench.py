@@ -322,3 +322,60 @@ def test_import_flag_loads_a_users_methods(tmp_path, monkeypatch, capsys):
         bench._REGISTRY.pop("test-mine", None)
     assert main(["bench", "--import", "no_such_module_xyz", "--list"]) == 2
     assert "--import no_such_module_xyz: cannot import it" in capsys.readouterr().err
+
+
+SLOW_METHOD = '''
+import os
+import time
+from pathlib import Path
+
+from augrl import bench
+
+
+@bench.register("test-slow", description="KD; first waits while AUGRL_TEST_SLOW names a file")
+def slow(ctx):
+    flag = os.environ.get("AUGRL_TEST_SLOW")
+    if flag:
+        Path(flag).write_text("started")
+        time.sleep(300)
+    return ctx.distil()
+'''
+
+
+def test_a_killed_bench_process_keeps_its_lines_and_a_rerun_completes_the_rest(
+        toy_tasks, tiny_model_dir, augrl_cache, single_thread, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "slow_bench_methods.py").write_text(SLOW_METHOD)
+    out, flag = tmp_path / "bench", tmp_path / "started"
+    argv = _cli(toy_tasks, tiny_model_dir, out, "kd,test-slow,student_ft", "--import", "slow_bench_methods")
+    env = {**os.environ, "AUGRL_TEST_SLOW": str(flag), "AUGRL_CACHE": str(augrl_cache), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "augrl.cli", *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert flag.exists(), proc.communicate(timeout=5)[1] if proc.poll() is not None else "not started in time"
+        proc.send_signal(signal.SIGTERM)  # like `kill`, or a scheduler's time limit, during the second run
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted during" in err and "test-slow" in err
+    first = _lines(out / "results.jsonl")
+    assert [json.loads(x)["method"] for x in first] == ["kd"]
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert main([*argv, "--json"]) == 0
+    finally:
+        bench._REGISTRY.pop("test-slow", None)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["skipped"] == 1 and [k[1] for k in summary["ran"]] == ["test-slow", "student_ft"]
+    lines = _lines(out / "results.jsonl")
+    assert lines[0] == first[0] and len(lines) == 3
