@@ -7,7 +7,7 @@ two bench processes on one DIR never interleave partial lines), and rebuilds ``D
 ``DIR/table.csv`` and the plots (:mod:`augrl.report`) after each run.
 
 **Resuming.** A run is identified by its task (as given), method, seed, shots and a hash of
-everything else that decides it (:func:`config_hash`: the method's full ``RunConfig``, its
+everything that decides it (:func:`config_hash`: the method's full ``RunConfig``, its
 augmenter and settings, and the augmentation budget for methods that augment). A rerun skips
 the runs whose line exists, so a crash or Ctrl-C loses at most the run in progress; changed
 settings give another hash and are run again. Lines that do not parse (a write cut off by a
@@ -573,7 +573,9 @@ def load_preset(name: str) -> BenchSettings:
 
 
 def config_hash(method: BenchMethod, cfg: RunConfig, variants: int, augmenter_params: dict) -> str:
-    """A digest of everything that decides a run besides its task, method, seed and shots."""
+    """A digest of everything that decides a run: its full ``RunConfig`` (task, shots and seed
+    included), the augmenter settings given for it, the budget when the method augments, and
+    the method's own settings. The report groups seeds by :func:`augrl.report.settings_hash`."""
     if method.augmenter:
         augmenting = {method.augmenter: {**augmenter_params.get(method.augmenter, {}), **method.augmenter_params}}
     else:

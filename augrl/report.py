@@ -17,9 +17,11 @@ The paired test is a two-sided paired t-test (:func:`scipy.stats.ttest_rel`) ove
 both methods ran; it needs at least 2 pairs and differences that are not all equal (else no
 p-value: "-"). With 5 seeds it detects only large, consistent differences; read the means.
 
-Which lines count: ``command == "bench"`` records. A method run under several configurations
-(e.g. another ``--variants``) in one task and shots gets one row per configuration, labelled by
-the settings that differ; the ``kd`` reference is its configuration with the most recent line.
+Which lines count: ``command == "bench"`` records. A row gathers the seeds of one method
+configuration (:func:`setting_view`: the run config but task, shots and seed, the augmenter's
+settings and budget, the method's options). A method run under several configurations (e.g.
+another ``--variants``) in one task and shots gets one row per configuration, labelled by the
+settings that differ; the ``kd`` reference is its configuration with the most recent line.
 A run present twice (two processes) counts once. Lines that do not parse are reported in the
 notes of ``table.md`` and in the returned summary, never silently dropped.
 """
@@ -27,7 +29,9 @@ notes of ``table.md`` and in the returned summary, never silently dropped.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import math
 import os
 import re
@@ -49,6 +53,7 @@ class Row:
 
     Attributes:
         task, shots, method: what ran; ``label`` is the method plus differing settings.
+        settings: :func:`settings_hash` of its configuration.
         values: metric -> {seed: test value}.
         params: ``{"teacher": n, "student": n}`` (those recorded).
         seconds: wall time of each run.
@@ -60,7 +65,7 @@ class Row:
     shots: int
     method: str
     label: str
-    config_hash: str | None
+    settings: str
     values: dict[str, dict[int, float]] = field(default_factory=dict)
     params: dict = field(default_factory=dict)
     seconds: list[float] = field(default_factory=list)
@@ -125,25 +130,42 @@ def _flat(d, prefix: str = "") -> dict:
     return out
 
 
-def _setting_view(record: dict) -> dict:
-    """The settings of a record that its config hash covers, flattened for labelling."""
-    view = _flat(record.get("config", {}))
-    view.update({"variants": record.get("variants")})
-    view.update(_flat((record.get("augmenter") or {}).get("params", {}), "augmenter."))
+#: config fields that say where a run ran, not how: a row gathers the seeds, a table the task and shots
+PLACE_FIELDS = ("task", "shots", "seed")
+#: augmenter settings that do not change its candidates
+DISPLAY_ONLY = ("progress",)
+
+
+def setting_view(record: dict) -> dict:
+    """One configuration of a method, from its record alone: the run config except
+    :data:`PLACE_FIELDS`, and for augmented runs the budget and augmenter settings, plus the
+    method's options; flattened (``student_train.lr``...). The seeds of one view form a row."""
+    view = _flat({k: v for k, v in (record.get("config") or {}).items() if k not in PLACE_FIELDS})
+    augmenter = record.get("augmenter")
+    if augmenter:
+        view["variants"] = record.get("variants")
+        params = {k: v for k, v in (augmenter.get("params") or {}).items() if k not in DISPLAY_ONLY}
+        view.update(_flat({"name": augmenter.get("name"), **params}, "augmenter."))
     view.update(_flat(record.get("method_options") or {}, "options."))
     return view
+
+
+def settings_hash(record: dict) -> str:
+    """A short digest of :func:`setting_view`: equal for every seed, task and shots value of
+    one configuration."""
+    return hashlib.sha1(json.dumps(setting_view(record), sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _labels(groups: list[list[dict]], method: str) -> list[str]:
     """Row labels for the configurations of one method: the settings that differ."""
     if len(groups) == 1:
         return [method]
-    views = [_setting_view(g[-1]) for g in groups]
+    views = [setting_view(g[-1]) for g in groups]
     keys = sorted({k for v in views for k in v if len({repr(w.get(k)) for w in views}) > 1})
     labels = []
     for group, view in zip(groups, views):
         shown = ", ".join(f"{k.split('.')[-1]}={view.get(k)}" for k in keys[:3])
-        labels.append(f"{method} ({shown or group[-1].get('config_hash')})")
+        labels.append(f"{method} ({shown or settings_hash(group[-1])})")
     return labels
 
 
@@ -155,20 +177,20 @@ def summarise(records: list[dict]) -> tuple[list[Row], list[str]]:
     last_line: dict[tuple, int] = {}
     duplicates = 0
     for i, r in enumerate(records):
-        key = (r.get("task"), r.get("shots"), r.get("method"), r.get("config_hash"), r.get("seed"))
+        key = (r.get("task"), r.get("shots"), r.get("method"), settings_hash(r), r.get("seed"))
         last_line[key[:4]] = i
         if key in seen:
             duplicates += 1
             continue
         seen.add(key)
-        groups.setdefault(key[:3], {}).setdefault(r.get("config_hash"), []).append(r)
+        groups.setdefault(key[:3], {}).setdefault(key[3], []).append(r)
     if duplicates:
         notes.append(f"{duplicates} line(s) repeat a run already counted (two processes ran it); counted once")
     rows: list[Row] = []
     for (task, shots, method), by_config in groups.items():
         configs = list(by_config.values())
-        for label, group in zip(_labels(configs, method), configs):
-            row = Row(task, shots, method, label, group[-1].get("config_hash"))
+        for label, (settings, group) in zip(_labels(configs, method), by_config.items()):
+            row = Row(task, shots, method, label, settings)
             for r in group:
                 for metric, value in r["metrics"]["test"].items():
                     row.values.setdefault(metric, {})[r["seed"]] = float(value)
@@ -183,7 +205,7 @@ def summarise(records: list[dict]) -> tuple[list[Row], list[str]]:
         refs = [r for r in block if r.method == REFERENCE]
         if not refs:
             continue
-        ref = max(refs, key=lambda r: last_line[(r.task, r.shots, r.method, r.config_hash)])
+        ref = max(refs, key=lambda r: last_line[(r.task, r.shots, r.method, r.settings)])
         for row in block:
             if row is not ref:
                 row.tests = {m: paired_test(row.values[m], ref.values[m]) for m in row.values if m in ref.values}
@@ -252,7 +274,7 @@ def markdown(rows: list[Row], notes: list[str]) -> str:
 def csv_text(rows: list[Row]) -> str:
     """One CSV row per (task, shots, method configuration)."""
     metrics = list(dict.fromkeys(m for r in rows for m in r.values))
-    header = ["task", "shots", "method", "label", "config_hash", "seeds", "teacher_params", "student_params",
+    header = ["task", "shots", "method", "label", "settings_hash", "seeds", "teacher_params", "student_params",
               "seconds_per_run"]
     for m in metrics:
         header += [f"{m}_mean", f"{m}_std", f"{m}_diff_vs_{REFERENCE}", f"{m}_p_vs_{REFERENCE}", f"{m}_pairs"]
@@ -260,7 +282,7 @@ def csv_text(rows: list[Row]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(header)
     for r in rows:
-        line = [r.task, r.shots, r.method, r.label, r.config_hash, len(r.seeds), r.params.get("teacher", ""),
+        line = [r.task, r.shots, r.method, r.label, r.settings, len(r.seeds), r.params.get("teacher", ""),
                 r.params.get("student", ""), round(statistics.fmean(r.seconds), 2)]
         for m in metrics:
             if m not in r.values:

@@ -140,8 +140,10 @@ def test_append_after_a_cut_line_starts_a_new_line(tmp_path):
 
 def test_report_rebuilds_everything_from_results_jsonl_alone(toy_tasks, base, tmp_path, capsys):
     out = tmp_path / "bench"
-    bench.run_bench(_settings(toy_tasks, ["kd", "student_ft", "teacher_ft"]), base, out, progress=False,
+    bench.run_bench(_settings(toy_tasks, ["kd", "student_ft", "teacher_ft"], seeds=2), base, out, progress=False,
                     log=lambda _: None)
+    rows = [line for line in (out / "table.md").read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 4 and all(" | 2 | " in line for line in rows[1:])  # a header, then one row per method
     copy = tmp_path / "copy"
     copy.mkdir()
     shutil.copy(out / "results.jsonl", copy / "results.jsonl")
@@ -156,8 +158,10 @@ def test_report_rebuilds_everything_from_results_jsonl_alone(toy_tasks, base, tm
 
 def _record(method: str, seed: int, acc: float, task: str = "rt", shots: int = 40, config_hash: str = "h0",
             **extra) -> dict:
+    # like the bench's own lines: the config (and its hash) name the seed, the report must still pool the seeds
     return {"command": "bench", "task": task, "method": method, "seed": seed, "shots": shots,
-            "config": {"task": task, "student": "transformer"}, "config_hash": f"{method}-{config_hash}",
+            "config": {"task": task, "shots": shots, "seed": seed, "student": "transformer"},
+            "config_hash": f"{method}-{config_hash}-{seed}",
             "metrics": {"test": {"accuracy": acc, "f1": acc - 0.01}, "val": {}},
             "params": {"teacher": 22_713_986, "student": 15_600_000} if method != "teacher_ft" else
             {"teacher": 22_713_986}, "wall_time_s": 10.0, "variants": 4, "augmenter": None,
@@ -196,11 +200,13 @@ def test_several_configurations_of_a_method_get_rows_of_their_own_and_shots_a_cu
         for shots in (10, 40):
             append_jsonl(tmp_path / "results.jsonl", _record("student_ft", seed, 0.5 + shots / 100, shots=shots))
         for variants, acc in ((4, 0.7), (8, 0.75)):
-            append_jsonl(tmp_path / "results.jsonl", _record("kd+eda", seed, acc, config_hash=f"v{variants}",
-                                                             variants=variants))
+            append_jsonl(tmp_path / "results.jsonl", _record(
+                "kd+eda", seed, acc, config_hash=f"v{variants}", variants=variants,
+                augmenter={"name": "eda", "params": {"alpha_sr": 0.1, "progress": seed == 0}}))
     summary = write_report(tmp_path, quiet=True)
-    labels = [r["method"] for r in summary["rows"] if r["shots"] == 40]
-    assert labels == ["kd", "student_ft", "kd+eda (variants=4)", "kd+eda (variants=8)"]
+    rows = [r for r in summary["rows"] if r["shots"] == 40]
+    assert [r["method"] for r in rows] == ["kd", "student_ft", "kd+eda (variants=4)", "kd+eda (variants=8)"]
+    assert all(r["seeds"] == 2 for r in rows)  # progress bars on or off: the same configuration
     assert any("kd+eda ran under 2 configurations" in n for n in summary["notes"])
     assert (tmp_path / "rt-datasize.png").stat().st_size > 5000
     assert (tmp_path / "rt-40shots.png").exists() and (tmp_path / "rt-10shots.png").exists()
