@@ -602,6 +602,9 @@ def finished_keys(path: Path) -> tuple[set[tuple], list[tuple[int, str]]]:
 
 @dataclass
 class PlannedRun:
+    """One (task, shots, seed, method) of a bench, with its run config and its key
+    (``(task, method, seed, shots, config_hash)``, as :func:`run_key` reads it from a record)."""
+
     task: str
     shots: int
     seed: int
@@ -674,7 +677,6 @@ def run_bench(settings: BenchSettings, base: RunConfig, out: str | Path, progres
     from tqdm.auto import tqdm
 
     from augrl.report import write_report
-
     from augrl.runtime import git_commit
 
     git_commit()  # asked (and cached) now: every line records the commit of the code this process loaded
