@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -384,6 +385,62 @@ def cmd_l2a(args: argparse.Namespace) -> None:
         _finish(run_l2a(env_cfg.replace(seed=seed), cfg, out_dir=args.out, progress=not args.quiet), args)
 
 
+def _aug_params(items: list[str]) -> dict:
+    """``--aug-param eda.alpha_sr=0.2`` flags into ``{"eda": {"alpha_sr": 0.2}}``."""
+    out: dict = {}
+    for key, value in _parse_key_values(items, "--aug-param").items():
+        name, dot, setting = key.partition(".")
+        if not dot or not name or not setting:
+            raise AugrlError(f"--aug-param {key}=...: write AUGMENTER.SETTING=VALUE, e.g. --aug-param eda.alpha_sr=0.2")
+        out.setdefault(name, {})[setting] = value
+    return out
+
+
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    from augrl import bench
+
+    bench.import_modules(args.import_modules)
+    if args.list:
+        for name in bench.names():
+            print(f"{name:16s} {bench.get(name).description}")
+        print("presets: " + ", ".join(bench.preset_names()))
+        return
+    if not args.out:
+        raise AugrlError("augrl bench needs --out DIR (results.jsonl, table.md, table.csv and plots go there)")
+    settings = bench.load_preset(args.preset) if args.preset else bench.BenchSettings()
+    params = settings.augmenter_params
+    for name, values in _aug_params(args.aug_param).items():
+        params = {**params, name: {**params.get(name, {}), **values}}
+    settings = settings.replace(tasks=args.task, methods=args.methods, seeds=args.seeds, shots=args.shots,
+                                variants=args.variants, augmenter_params=params)
+    # the bench sets task, shots and seed per run; the rest of the run config comes from the flags
+    cfg = _run_config(argparse.Namespace(**{**vars(args), "task": None, "shots": None, "seed": None, "student": None}))
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` (or a batch scheduler's time limit) stops it like Ctrl-C
+    summary = bench.run_bench(settings, cfg, args.out, progress=not args.quiet, max_steps=args.max_steps,
+                              on_record=lambda r: print(_summary(r), file=sys.stderr if args.json else sys.stdout,
+                                                        flush=True))
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        print(Path(summary["report"]["table_md"]).read_text())
+        print(f"tables and plots in {args.out}", file=sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from augrl.report import write_report
+
+    summary = write_report(args.dir, quiet=args.json)
+    if args.json:
+        print(json.dumps(summary, default=str))
+    else:
+        print(Path(summary["table_md"]).read_text())
+        print("wrote " + ", ".join([summary["table_md"], summary["table_csv"], *summary["plots"]]), file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="augrl", description="Learned data augmentation for knowledge distillation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -492,6 +549,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-selector", action="store_true", help="ablation: keep every P_s sample (no selector)")
     p.add_argument("--eval-epochs", type=int, default=None, help="epochs of the final student (default 10)")
     p.set_defaults(func=cmd_l2a)
+
+    p = sub.add_parser("bench", help="run methods x seeds on tasks; one results.jsonl line per run, resumable")
+    p.add_argument("--task", default=None, help="task(s), comma-separated (default: the preset's, else rt)")
+    p.add_argument("--methods", default=None, help="methods, comma-separated (see --list), e.g. kd,kd+eda")
+    p.add_argument("--seeds", default=None, help="N (seeds 0..N-1) or a list such as 0,3,7 (default: the preset's, else 1)")
+    p.add_argument("--shots", default=None, help="target train examples per class; several: 10,20,40 (default 40)")
+    p.add_argument("--preset", default=None, help="a shipped preset (datasize, kd-objective; see --list) or a YAML file")
+    p.add_argument("--variants", type=int, default=None,
+                   help="augmented candidates per target train example, the same for every method (default 4)")
+    p.add_argument("--aug-param", action="append", default=[], metavar="AUG.KEY=VALUE",
+                   help="an augmenter setting for every method that uses it, repeatable (e.g. eda.alpha_sr=0.2)")
+    p.add_argument("--import", dest="import_modules", action="append", default=[], metavar="MODULE",
+                   help="import a module that registers bench methods (augrl.bench.register), repeatable")
+    p.add_argument("--list", action="store_true", help="list the methods and presets, and exit")
+    p.add_argument("--out", default=None, help="the bench folder: results.jsonl, table.md, table.csv, plots")
+    p.add_argument("--data-dir", default=None, help="data root (default: $AUGRL_DATA, else the Hugging Face hub)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="cap on optimiser steps per training stage (also MLM fine-tuning in augmenters)")
+    p.add_argument("--config", default=None, help="YAML/JSON RunConfig every method starts from; flags win")
+    p.add_argument("--teacher", default=None, help="teacher encoder: minilm (default, offline), hub name or folder")
+    p.add_argument("--student-layers", type=int, default=None, help="layers the transformer student keeps (default 2)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of each training stage")
+    p.add_argument("--lr", type=float, default=None, help="learning rate of each training stage")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    _add_leakage_flag(p)
+    p.add_argument("--json", action="store_true", help="print a JSON summary (runs done, files written) last")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("report", help="rebuild a bench folder's table.md, table.csv and plots from results.jsonl")
+    p.add_argument("dir", help="the bench folder (holding results.jsonl)")
+    p.add_argument("--json", action="store_true", help="print a JSON summary (files, rows, notes)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -161,6 +161,16 @@ def build_configured_student(cfg: RunConfig, num_labels: int):
     return models.build_student_of_kind(cfg.student, num_labels, cfg.student_init, num_layers=cfg.student_layers)
 
 
+def train_student(cfg: RunConfig, data: Prepared, progress: bool = True) -> tuple[object, FitResult]:
+    """Student-FT: fine-tune a fresh ``cfg.student`` on the few-shot train set with the hard
+    label alone (model selection on validation)."""
+    model = build_configured_student(cfg, data.task.spec.num_labels)
+    seed_everything(cfg.seed)
+    result = fit(model, data.train, data.val, data.task.spec, cfg.student_train, device=data.device, seed=cfg.seed,
+                 progress=progress, desc="student")
+    return model, result
+
+
 def _record(command: str, method: str, cfg: RunConfig, data: Prepared, test: dict, val: dict,
             params: dict, seconds: float, stages: dict) -> dict:
     return {
@@ -197,10 +207,7 @@ def run_finetune(cfg: RunConfig, which: str = "teacher", out_dir: str | Path | N
         model, result = train_teacher(cfg, data, progress)
         train_cfg = cfg.teacher_train
     else:
-        model = build_configured_student(cfg, spec.num_labels)
-        seed_everything(cfg.seed)
-        result = fit(model, data.train, data.val, spec, cfg.student_train, device=data.device, seed=cfg.seed,
-                     progress=progress, desc="student")
+        model, result = train_student(cfg, data, progress)
         train_cfg = cfg.student_train
     test = evaluate(model, data.test, spec, data.device, train_cfg.eval_batch_size)
     record = _record("finetune", f"{which}_ft", cfg, data, test, result.best_val,

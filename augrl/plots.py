@@ -1,4 +1,5 @@
-"""Pictures of runs: learning curves from the per-epoch history of each training stage."""
+"""Pictures of runs: learning curves of training stages, and the benchmark's bar charts and
+data-size curves (drawn from :mod:`augrl.report` rows)."""
 
 from __future__ import annotations
 
@@ -70,3 +71,62 @@ def plot_policy_curves(episodes: list[dict], metric: str, path: str | Path, titl
     ax_val.legend(loc="lower left")
     ax_kept.legend(loc="lower right")
     return _save(fig, path, title)
+
+
+def plot_bench_bars(rows, metrics: list[str], path: str | Path, title: str = "", mark: str = "†",
+                    alpha: float = 0.05) -> Path:
+    """A benchmark table as grouped bars: one group per method, one bar per metric, ± std.
+
+    Args:
+        rows: :class:`augrl.report.Row` of one task and shots value (``label``, ``mean(m)``,
+            ``std(m)``, ``tests[m]["p"]``, ``seeds``).
+        metrics: the metrics to draw, e.g. ``["accuracy", "f1"]``.
+        path: where to write the PNG.
+        mark: drawn above a bar whose paired test against the reference has p < ``alpha``.
+    """
+    import numpy as np
+
+    width = 0.8 / max(len(metrics), 1)
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.9 * len(rows) + 2), 3.8))
+    for j, metric in enumerate(metrics):
+        present = [r for r in rows if metric in r.values]
+        pos = [x[i] + (j - (len(metrics) - 1) / 2) * width for i, r in enumerate(rows) if metric in r.values]
+        means = [r.mean(metric) for r in present]
+        errs = [r.std(metric) or 0.0 for r in present]
+        ax.bar(pos, means, width, yerr=errs, capsize=3, label=metric)
+        for p, m, e, r in zip(pos, means, errs, present):
+            test = r.tests.get(metric) or {}
+            if test.get("p") is not None and test["p"] < alpha:
+                ax.text(p, m + e, mark, ha="center", va="bottom")
+    ax.set_xticks(x, [f"{r.label}\n(n={len(r.seeds)})" for r in rows], rotation=30, ha="right", fontsize=8)
+    lows = [r.mean(m) - (r.std(m) or 0.0) for r in rows for m in metrics if m in r.values]
+    if lows:
+        ax.set_ylim(max(0.0, min(lows) - 0.1), None)
+    ax.set(ylabel="test metric (mean ± std over seeds)", title=title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_metric_vs_shots(rows, metric: str, path: str | Path, title: str = "") -> Path:
+    """Test ``metric`` against the training shots, one line per method (± std error bars).
+
+    Args:
+        rows: :class:`augrl.report.Row` of one task at several shots values.
+        metric: e.g. ``accuracy`` or ``pearson``.
+        path: where to write the PNG.
+    """
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for label in dict.fromkeys(r.label for r in rows):
+        points = sorted((r.shots, r.mean(metric), r.std(metric) or 0.0) for r in rows
+                        if r.label == label and metric in r.values)
+        ax.errorbar([p[0] for p in points], [p[1] for p in points], yerr=[p[2] for p in points], marker="o",
+                    capsize=3, label=label)
+    ax.set_xscale("log", base=2)
+    shots = sorted({r.shots for r in rows})
+    ax.set_xticks(shots, [str(s) for s in shots])
+    ax.set(xlabel="target training examples per class", ylabel=f"test {metric} (mean ± std)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)

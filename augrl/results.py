@@ -26,14 +26,19 @@ def append_jsonl(path: str | Path, record: dict) -> Path:
 
     The line is written with a single ``write`` under an exclusive ``flock`` and flushed to
     disk, so concurrent writers never interleave partial lines and a crash loses nothing
-    already written.
+    already written. A file whose last line was cut off (a crash mid-write, a full disk) gets
+    a newline first, so the new record starts a line of its own and the cut one stays a
+    single bad line that :func:`read_jsonl` reports.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     line = (json.dumps(record, sort_keys=False, default=str) + "\n").encode()
-    with open(path, "ab") as f:
+    with open(path, "a+b") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
+            size = os.fstat(f.fileno()).st_size
+            if size and os.pread(f.fileno(), 1, size - 1) != b"\n":
+                line = b"\n" + line
             f.write(line)
             f.flush()
             os.fsync(f.fileno())

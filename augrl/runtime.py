@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import random
@@ -77,8 +78,13 @@ def versions() -> dict[str, str]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
 def git_commit(path: str | Path | None = None) -> str | None:
-    """The commit of the augrl checkout (with ``+dirty`` if it has local changes), or None."""
+    """The commit of the augrl checkout (with ``+dirty`` if it has local changes), or None.
+
+    Asked once per process (cached): a long benchmark records the commit whose code it
+    loaded, not whatever the checkout holds when a run ends.
+    """
     here = Path(path) if path else Path(__file__).resolve().parent
     try:
         sha = subprocess.run(

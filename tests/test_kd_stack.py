@@ -21,7 +21,7 @@ from augrl.tasks import load_task
 from augrl.training import TrainConfig
 
 REQUIRED = ["dark_ce", "logit_mse", "hard_ce", "attention_mse", "hidden_mse", "embedding_mse", "pkd",
-            "minilm_relation"]
+            "minilm_relation", "hidden_cos"]
 L2A = {"attention_mse": 1.0, "hidden_mse": 1.0, "dark_ce": 1.0}
 
 
@@ -101,7 +101,7 @@ def test_loss_zero_at_equality_positive_otherwise_and_differentiable(name):
 
 
 @pytest.mark.parametrize("name", ["dark_ce", "logit_mse", "attention_mse", "hidden_mse", "embedding_mse", "pkd",
-                                  "minilm_relation"])
+                                  "minilm_relation", "hidden_cos"])
 def test_loss_shape_mismatch_is_a_clear_error(name):
     teacher = _teacher()
     student = _student_like(teacher)
@@ -134,7 +134,8 @@ def test_layer_losses_ignore_padding():
         return out
 
     for name, params in [("attention_mse", {}), ("attention_mse", {"target": "probs"}), ("hidden_mse", {}),
-                         ("embedding_mse", {}), ("minilm_relation", {})]:
+                         ("embedding_mse", {}), ("minilm_relation", {}), ("hidden_cos", {}),
+                         ("hidden_cos", {"top_only": False})]:
         base = _call(name, student, teacher, **params)
         padded = _call(name, pad(student, 3, 7.0), pad(teacher, 3, 0.0), **params)
         assert padded.item() == pytest.approx(base.item(), rel=1e-5), name
@@ -143,7 +144,7 @@ def test_layer_losses_ignore_padding():
 def test_weights_scale_per_example_terms():
     teacher = _teacher()
     student = _student_like(teacher).map(lambda t: t + 0.2 if t.is_floating_point() else t)
-    for name in ["dark_ce", "hidden_mse", "attention_mse"]:
+    for name in ["dark_ce", "hidden_mse", "attention_mse", "hidden_cos"]:
         plain = _call(name, student, teacher)
         assert _call(name, student, teacher, weights=torch.ones(B)).item() == pytest.approx(plain.item(), rel=1e-6)
         only_first = _call(name, student, teacher, weights=torch.tensor([3.0, 0.0, 0.0]))
@@ -175,6 +176,35 @@ def test_pkd_and_minilm_formulas_by_hand():
     kl_vr = (rt * (rt.log() - rs.log())).sum(-1).mean()
     got = LOSSES["minilm_relation"].fn(one_s, one_t, None, layer_map=MAP)
     assert got.item() == pytest.approx((kl_att + kl_vr).item(), rel=1e-4)
+
+
+def test_hidden_cos_by_hand_and_scale_free():
+    teacher = _teacher()
+    student = _student_like(teacher).map(lambda t: t * 1.5 + 0.2 if t.is_floating_point() else t)
+    # top pair only (teacher layer 4 vs student layer 2), mean over each example's real tokens
+    hs, ht, mask = student.hidden_states[2], teacher.hidden_states[4], teacher.mask.float()
+    cos = (hs * ht).sum(-1) / (hs.norm(dim=-1) * ht.norm(dim=-1))
+    want = (((1 - cos) * mask).sum(-1) / mask.sum(-1)).mean()
+    assert _call("hidden_cos", student, teacher).item() == pytest.approx(want.item(), rel=1e-5)
+    both = _call("hidden_cos", student, teacher, top_only=False)
+    hs1, ht1 = student.hidden_states[1], teacher.hidden_states[2]
+    cos1 = (hs1 * ht1).sum(-1) / (hs1.norm(dim=-1) * ht1.norm(dim=-1))
+    want1 = (((1 - cos1) * mask).sum(-1) / mask.sum(-1)).mean()
+    assert both.item() == pytest.approx((want + want1).item(), rel=1e-5)
+    # scaling the student's states changes nothing; pointing them the other way gives 2
+    scaled = _student_like(teacher).map(lambda t: t * 3.0 if t.is_floating_point() else t)
+    assert _call("hidden_cos", scaled, teacher).item() == pytest.approx(0.0, abs=1e-6)
+    flipped = _student_like(teacher).map(lambda t: -t if t.is_floating_point() else t)
+    assert _call("hidden_cos", flipped, teacher).item() == pytest.approx(2.0, rel=1e-5)
+
+
+def test_hidden_cos_projects_only_when_widths_differ(tiny_model_dir):
+    teacher = models.build_teacher(2, tiny_model_dir)
+    same = Distiller(models.build_student(2, tiny_model_dir), {"hidden_cos": 1, "dark_ce": 1}, teacher=teacher)
+    assert isinstance(same.modules["hidden_cos"], torch.nn.Identity) and same.teacher_needs().hidden_states == {4}
+    wider = Distiller(models.build_student(2, tiny_model_dir), {"hidden_cos": 1}, teacher=teacher,
+                      teacher_hidden_size=48)
+    assert wider.modules["hidden_cos"].weight.shape == (48, 32)
 
 
 def test_layer_map_uniform_parse_and_errors():

@@ -308,6 +308,45 @@ def embedding_mse(student: Outputs, teacher: Outputs | None, labels: torch.Tenso
     return _reduce("embedding_mse", per, weights)
 
 
+def _projection_if_widths_differ(student_width: int, teacher_width: int, **_) -> nn.Module:
+    """No parameters when the widths match (DistilBERT compares the states as they are);
+    else a learned projection W: student width -> teacher width."""
+    return nn.Identity() if student_width == teacher_width else _linear_factory(student_width, teacher_width)
+
+
+def _cos_pairs(layer_map: LayerMap, top_only: bool = True, **_) -> tuple[tuple[int, int], ...]:
+    return (layer_map.top,) if top_only else layer_map.pairs
+
+
+@register_loss("hidden_cos", needs=("hidden_states",), layers=lambda m, **p: {"hidden_states": _cos_pairs(m, **p)},
+               module=_projection_if_widths_differ)
+def hidden_cos(student: Outputs, teacher: Outputs | None, labels: torch.Tensor, layer_map: LayerMap,
+               top_only: bool = True, module: nn.Module | None = None,
+               weights: torch.Tensor | None = None) -> torch.Tensor:
+    """DistilBERT's cosine embedding loss: align the directions of student and teacher hidden states.
+
+    Inputs: per mapped pair (teacher layer t, student layer s) -- with ``top_only`` (default,
+    as DistilBERT) only the top pair, the last layers -- student hidden states H_S (B, L, H_s)
+    and teacher hidden states H_T (B, L, H_t); ``module`` maps H_s -> H_t (identity when the
+    widths match, a learned W otherwise). For one example with n real tokens::
+
+        sum_(t,s) mean_(i <= n) (1 - cos((H_S W)[i], H_T[i]))
+
+    0 when every token's state points the teacher's way, 2 when opposite; the scale of the
+    states does not count.
+    """
+    total = 0.0
+    for t, s in _cos_pairs(layer_map, top_only):
+        h_s = _layer("hidden_cos", student, "hidden_states", s, "student")
+        h_t = _layer("hidden_cos", teacher, "hidden_states", t, "teacher")
+        projected = h_s if module is None else module(h_s)
+        _same_shape(f"hidden_cos (student layer {s})", projected, h_t)
+        mask = _token_mask(student, teacher, h_s)
+        cos = F.cosine_similarity(projected, h_t.to(projected.dtype), dim=-1, eps=1e-8)  # (B, L)
+        total = total + ((1.0 - cos) * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
+    return _reduce("hidden_cos", total, weights)
+
+
 def _pkd_pairs(layer_map: LayerMap, skip_last: bool = True, **_) -> tuple[tuple[int, int], ...]:
     pairs = layer_map.pairs[:-1] if skip_last else layer_map.pairs
     if not pairs:

@@ -1,0 +1,347 @@
+"""Tables and plots of a benchmark, rebuilt from ``DIR/results.jsonl`` alone (``augrl report DIR``).
+
+Writes, for every task and shots value in the file:
+
+* ``table.md``: per method, mean ± std over seeds of each test metric (accuracy and F1 for
+  classification, Pearson and Spearman for regression; the L2A paper's layout), the number of
+  seeds, the evaluated model's parameters (teacher for ``teacher_ft``, else the student) and
+  the mean wall time per run; a mark on a metric whose paired test against ``kd`` over the
+  shared seeds has p < 0.05 (:data:`MARK`);
+* ``table.csv``: the same numbers, one row per (task, shots, method), with the p-values, the
+  mean paired difference against ``kd`` and the number of pairs;
+* ``<task>[-<shots>shots].png``: a bar chart per task (and shots) with ± std error bars;
+* ``<task>-datasize.png``: for tasks run at several shots, each method's main metric against
+  the shots (the L2A paper's Figure 2).
+
+The paired test is a two-sided paired t-test (:func:`scipy.stats.ttest_rel`) over the seeds
+both methods ran; it needs at least 2 pairs and differences that are not all equal (else no
+p-value: "-"). With 5 seeds it detects only large, consistent differences; read the means.
+
+Which lines count: ``command == "bench"`` records. A row gathers the seeds of one method
+configuration (:func:`setting_view`: the run config but task, shots and seed, the augmenter's
+settings and budget, the method's options). A method run under several configurations (e.g.
+another ``--variants``) in one task and shots gets one row per configuration, labelled by the
+settings that differ; the ``kd`` reference is its configuration with the most recent line.
+A run present twice (two processes) counts once. Lines that do not parse are reported in the
+notes of ``table.md`` and in the returned summary, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import os
+import re
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from augrl.errors import ConfigError
+from augrl.results import read_jsonl
+
+REFERENCE = "kd"
+ALPHA = 0.05
+MARK = "†"
+
+
+@dataclass
+class Row:
+    """One method (in one configuration) on one task and shots value.
+
+    Attributes:
+        task, shots, method: what ran; ``label`` is the method plus differing settings.
+        settings: :func:`settings_hash` of its configuration.
+        values: metric -> {seed: test value}.
+        params: ``{"teacher": n, "student": n}`` (those recorded).
+        seconds: wall time of each run.
+        tests: metric -> ``{"p", "diff", "pairs"}`` against the ``kd`` row (absent for ``kd``).
+        test_size: rows of the test set.
+    """
+
+    task: str
+    shots: int
+    method: str
+    label: str
+    settings: str
+    values: dict[str, dict[int, float]] = field(default_factory=dict)
+    params: dict = field(default_factory=dict)
+    seconds: list[float] = field(default_factory=list)
+    tests: dict[str, dict] = field(default_factory=dict)
+    test_size: int | None = None
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({s for v in self.values.values() for s in v})
+
+    def mean(self, metric: str) -> float:
+        return statistics.fmean(self.values[metric].values())
+
+    def std(self, metric: str) -> float | None:
+        vals = list(self.values[metric].values())
+        return statistics.stdev(vals) if len(vals) > 1 else None
+
+    @property
+    def model_params(self) -> int | None:
+        return self.params.get("student", self.params.get("teacher"))
+
+
+def load_records(folder: str | Path) -> tuple[list[dict], list[str]]:
+    """The bench records of ``folder/results.jsonl`` and notes on lines that were left out."""
+    path = Path(folder) / "results.jsonl"
+    if not path.is_file():
+        raise ConfigError(f"{path}: no results file; run `augrl bench ... --out {folder}` first")
+    records, bad = read_jsonl(path)
+    notes = [f"{path.name}:{line}: {problem}; skipped" for line, problem in bad]
+    bench = []
+    for i, r in enumerate(records):
+        if not isinstance(r, dict) or not isinstance(r.get("metrics"), dict) or "method" not in r:
+            notes.append(f"{path.name}: record {i + 1} is not a result record; skipped")
+        elif r.get("command") == "bench":
+            bench.append(r)
+    return bench, notes
+
+
+def paired_test(a: dict[int, float], b: dict[int, float]) -> dict:
+    """Two-sided paired t-test of ``a`` against ``b`` over their common seeds.
+
+    Returns ``{"p", "diff", "pairs"}``: p is None with fewer than 2 pairs or when every
+    difference is the same (the test is undefined); ``diff`` is the mean of ``a - b``.
+    """
+    from scipy import stats
+
+    seeds = sorted(set(a) & set(b))
+    diffs = [a[s] - b[s] for s in seeds]
+    out = {"p": None, "diff": statistics.fmean(diffs) if diffs else None, "pairs": len(seeds)}
+    if len(seeds) >= 2 and max(diffs) - min(diffs) > 1e-12:
+        out["p"] = float(stats.ttest_rel([a[s] for s in seeds], [b[s] for s in seeds]).pvalue)
+    return out
+
+
+def _flat(d, prefix: str = "") -> dict:
+    out = {}
+    for k, v in (d or {}).items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+#: config fields that say where a run ran, not how: a row gathers the seeds, a table the task and shots
+PLACE_FIELDS = ("task", "shots", "seed")
+#: augmenter settings that do not change its candidates
+DISPLAY_ONLY = ("progress",)
+
+
+def setting_view(record: dict) -> dict:
+    """One configuration of a method, from its record alone: the run config except
+    :data:`PLACE_FIELDS`, and for augmented runs the budget and augmenter settings, plus the
+    method's options; flattened (``student_train.lr``...). The seeds of one view form a row."""
+    view = _flat({k: v for k, v in (record.get("config") or {}).items() if k not in PLACE_FIELDS})
+    augmenter = record.get("augmenter")
+    if augmenter:
+        view["variants"] = record.get("variants")
+        params = {k: v for k, v in (augmenter.get("params") or {}).items() if k not in DISPLAY_ONLY}
+        view.update(_flat({"name": augmenter.get("name"), **params}, "augmenter."))
+    view.update(_flat(record.get("method_options") or {}, "options."))
+    return view
+
+
+def settings_hash(record: dict) -> str:
+    """A short digest of :func:`setting_view`: equal for every seed, task and shots value of
+    one configuration."""
+    return hashlib.sha1(json.dumps(setting_view(record), sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def _labels(groups: list[list[dict]], method: str) -> list[str]:
+    """Row labels for the configurations of one method: the settings that differ."""
+    if len(groups) == 1:
+        return [method]
+    views = [setting_view(g[-1]) for g in groups]
+    keys = sorted({k for v in views for k in v if len({repr(w.get(k)) for w in views}) > 1})
+    labels = []
+    for group, view in zip(groups, views):
+        shown = ", ".join(f"{k.split('.')[-1]}={view.get(k)}" for k in keys[:3])
+        labels.append(f"{method} ({shown or settings_hash(group[-1])})")
+    return labels
+
+
+def summarise(records: list[dict]) -> tuple[list[Row], list[str]]:
+    """Rows per (task, shots, method configuration), with paired tests against ``kd``."""
+    notes: list[str] = []
+    seen: set[tuple] = set()
+    groups: dict[tuple, dict[str, list[dict]]] = {}
+    last_line: dict[tuple, int] = {}
+    duplicates = 0
+    for i, r in enumerate(records):
+        key = (r.get("task"), r.get("shots"), r.get("method"), settings_hash(r), r.get("seed"))
+        last_line[key[:4]] = i
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        groups.setdefault(key[:3], {}).setdefault(key[3], []).append(r)
+    if duplicates:
+        notes.append(f"{duplicates} line(s) repeat a run already counted (two processes ran it); counted once")
+    rows: list[Row] = []
+    for (task, shots, method), by_config in groups.items():
+        configs = list(by_config.values())
+        for label, (settings, group) in zip(_labels(configs, method), by_config.items()):
+            row = Row(task, shots, method, label, settings)
+            for r in group:
+                for metric, value in r["metrics"]["test"].items():
+                    row.values.setdefault(metric, {})[r["seed"]] = float(value)
+                row.seconds.append(float(r.get("wall_time_s") or 0.0))
+                row.params.update({k: v for k, v in (r.get("params") or {}).items() if v})
+                row.test_size = (r.get("split") or {}).get("sizes", {}).get("test", row.test_size)
+            rows.append(row)
+        if len(configs) > 1:
+            notes.append(f"{task}, {shots} shots: {method} ran under {len(configs)} configurations; one row each")
+    for task, shots in dict.fromkeys((r.task, r.shots) for r in rows):
+        block = [r for r in rows if (r.task, r.shots) == (task, shots)]
+        refs = [r for r in block if r.method == REFERENCE]
+        if not refs:
+            continue
+        ref = max(refs, key=lambda r: last_line[(r.task, r.shots, r.method, r.settings)])
+        for row in block:
+            if row is not ref:
+                row.tests = {m: paired_test(row.values[m], ref.values[m]) for m in row.values if m in ref.values}
+    return rows, notes
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.4f}"
+
+
+def _millions(n: int | None) -> str:
+    return "-" if not n else f"{n / 1e6:.1f}M"
+
+
+def _cell(row: Row, metric: str) -> str:
+    if metric not in row.values:
+        return "-"
+    std = row.std(metric)
+    text = _fmt(row.mean(metric)) + ("" if std is None else f" ± {std:.4f}")
+    test = row.tests.get(metric)
+    if test and test["p"] is not None and test["p"] < ALPHA:
+        text += f" {MARK}"
+    return text
+
+
+def _metrics(block: list[Row]) -> list[str]:
+    return list(dict.fromkeys(m for r in block for m in r.values))
+
+
+def _blocks(rows: list[Row]) -> dict[tuple, list[Row]]:
+    out: dict[tuple, list[Row]] = {}
+    for r in rows:
+        out.setdefault((r.task, r.shots), []).append(r)
+    return out
+
+
+def markdown(rows: list[Row], notes: list[str]) -> str:
+    """The Markdown tables (one per task and shots) with their notes."""
+    lines = ["# Benchmark results", "",
+             f"Test metrics, mean ± std over seeds. {MARK}: p < {ALPHA} in a two-sided paired t-test against "
+             f"`{REFERENCE}` over the seeds both ran. params: the evaluated model (teacher for `teacher_ft`). "
+             "s/run: mean wall time per run, excluding the shared teacher's fine-tuning (counted in `teacher_ft`).",
+             ""]
+    for (task, shots), block in _blocks(rows).items():
+        metrics = _metrics(block)
+        teacher = next((r.params.get("teacher") for r in block if r.params.get("teacher")), None)
+        test_size = next((r.test_size for r in block if r.test_size), None)
+        lines.append(f"## {task}, {shots} shots per class")
+        lines.append("")
+        lines.append(f"Teacher: {_millions(teacher)} parameters; test set: {test_size or '-'} examples."
+                     + ("" if any(r.method == REFERENCE for r in block) else
+                        f" No `{REFERENCE}` rows: no paired tests."))
+        lines.append("")
+        lines.append("| method | " + " | ".join(metrics) + " | seeds | params | s/run |")
+        lines.append("|---|" + "---|" * (len(metrics) + 3))
+        for r in block:
+            cells = [_cell(r, m) for m in metrics]
+            lines.append(f"| {r.label} | " + " | ".join(cells) +
+                         f" | {len(r.seeds)} | {_millions(r.model_params)} | {statistics.fmean(r.seconds):.0f} |")
+        lines.append("")
+    if notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in notes] + [""]
+    return "\n".join(lines)
+
+
+def csv_text(rows: list[Row]) -> str:
+    """One CSV row per (task, shots, method configuration)."""
+    metrics = list(dict.fromkeys(m for r in rows for m in r.values))
+    header = ["task", "shots", "method", "label", "settings_hash", "seeds", "teacher_params", "student_params",
+              "seconds_per_run"]
+    for m in metrics:
+        header += [f"{m}_mean", f"{m}_std", f"{m}_diff_vs_{REFERENCE}", f"{m}_p_vs_{REFERENCE}", f"{m}_pairs"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for r in rows:
+        line = [r.task, r.shots, r.method, r.label, r.settings, len(r.seeds), r.params.get("teacher", ""),
+                r.params.get("student", ""), round(statistics.fmean(r.seconds), 2)]
+        for m in metrics:
+            if m not in r.values:
+                line += [""] * 5
+                continue
+            t = r.tests.get(m, {})
+            std = r.std(m)
+            line += [round(r.mean(m), 6), "" if std is None else round(std, 6),
+                     "" if t.get("diff") is None else round(t["diff"], 6), "" if t.get("p") is None else f"{t['p']:.4g}",
+                     t.get("pairs", "")]
+        writer.writerow(line)
+    return buf.getvalue()
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", str(text)) or "task"
+
+
+def _write(path: Path, text: str) -> Path:
+    """Write atomically (a reader, or a second bench process, never sees half a file)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path
+
+
+def write_report(folder: str | Path, quiet: bool = False) -> dict:
+    """Rebuild ``table.md``, ``table.csv`` and the PNGs of ``folder`` from its results.jsonl.
+
+    Returns ``{"table_md", "table_csv", "plots", "notes", "rows"}``; with ``quiet`` False the
+    notes (lines skipped...) are also printed to stderr.
+    """
+    import sys
+
+    from augrl.plots import plot_bench_bars, plot_metric_vs_shots
+
+    folder = Path(folder)
+    records, notes = load_records(folder)
+    rows, more = summarise(records)
+    notes += more
+    plots = []
+    blocks = _blocks(rows)
+    shots_per_task: dict[str, list[int]] = {}
+    for task, shots in blocks:
+        shots_per_task.setdefault(task, []).append(shots)
+    for (task, shots), block in blocks.items():
+        name = _slug(task) if len(shots_per_task[task]) == 1 else f"{_slug(task)}-{shots}shots"
+        plots.append(str(plot_bench_bars(block, _metrics(block), folder / f"{name}.png",
+                                         f"{task}, {shots} shots per class", MARK, ALPHA)))
+    for task, shots in shots_per_task.items():
+        if len(shots) > 1:
+            task_rows = [r for r in rows if r.task == task]
+            plots.append(str(plot_metric_vs_shots(task_rows, _metrics(task_rows)[0], folder / f"{_slug(task)}-datasize.png",
+                                                  f"{task}: test {_metrics(task_rows)[0]} against training shots")))
+    md = _write(folder / "table.md", markdown(rows, notes))
+    table_csv = _write(folder / "table.csv", csv_text(rows))
+    if not quiet:
+        for note in notes:
+            print(f"report: {note}", file=sys.stderr)
+    return {"table_md": str(md), "table_csv": str(table_csv), "plots": plots, "notes": notes,
+            "rows": [{"task": r.task, "shots": r.shots, "method": r.label, "seeds": len(r.seeds),
+                      **{m: round(r.mean(m), 6) for m in r.values}} for r in rows]}

@@ -1,0 +1,387 @@
+"""The benchmark harness: result lines, resuming, reports, paired tests, presets (tiny models)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from augrl import bench
+from augrl.cli import main
+from augrl.errors import ConfigError
+from augrl.pipelines import RunConfig
+from augrl.report import write_report
+from augrl.results import append_jsonl, read_jsonl
+from augrl.training import TrainConfig
+
+
+@pytest.fixture
+def base(tiny_model_dir, augrl_cache, single_thread) -> RunConfig:
+    small = TrainConfig(epochs=1, batch_size=8, max_steps=2)
+    return RunConfig(teacher=str(tiny_model_dir), student_init=str(tiny_model_dir), teacher_train=small,
+                     student_train=small, device="cpu")
+
+
+def _settings(toy_tasks, methods, **kw) -> bench.BenchSettings:
+    return bench.BenchSettings(tasks=[str(toy_tasks["single_file"])], methods=methods, seeds=kw.pop("seeds", 1),
+                               shots=[8], **kw)
+
+
+def _cli(toy_tasks, tiny_model_dir, out, methods, *extra) -> list[str]:
+    return ["bench", "--task", str(toy_tasks["single_file"]), "--methods", methods, "--seeds", "1", "--shots", "8",
+            "--teacher", str(tiny_model_dir), "--epochs", "1", "--batch-size", "8", "--max-steps", "2",
+            "--device", "cpu", "--quiet", "--out", str(out), *extra]
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def test_two_runs_write_lines_tables_and_plot_and_a_rerun_adds_nothing(toy_tasks, tiny_model_dir, augrl_cache,
+                                                                       single_thread, tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(_cli(toy_tasks, tiny_model_dir, out, "kd,kd+eda", "--json")) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["planned"] == 2 and summary["skipped"] == 0 and len(summary["ran"]) == 2
+    records, bad = read_jsonl(out / "results.jsonl")
+    assert not bad and [r["method"] for r in records] == ["kd", "kd+eda"]
+    kd, eda = records
+    for r in records:
+        assert r["command"] == "bench" and r["task"] == "toy" and r["seed"] == 0 and r["shots"] == 8
+        assert set(r["metrics"]["test"]) == {"accuracy", "f1"} and r["metrics"]["val"]
+        assert r["params"]["teacher"] > r["params"]["student"] > 0 and r["variants"] == 4
+        assert r["split"]["sizes"]["train"] == 16 and r["versions"]["torch"] and "git_commit" in r
+        assert r["objective"] == {"dark_ce": 1.0, "hard_ce": 1.0} and len(r["config_hash"]) == 12
+    assert kd["augmenter"] is None and kd["train_size"] == 16 and kd["candidates"] == 0
+    assert eda["augmenter"]["name"] == "eda" and "alpha_sr" in eda["augmenter"]["params"]
+    assert eda["pool"]["size"] == 4 * 16 and eda["candidates"] == 64 and eda["train_size"] == 80
+    # both runs learnt from the same (cached) teacher
+    assert kd["teacher"]["dir"] == eda["teacher"]["dir"] and eda["teacher"]["cached"] == kd["teacher"]["cached"]
+    table = (out / "table.md").read_text()
+    assert "| kd |" in table and "| kd+eda |" in table and "toy, 8 shots per class" in table
+    assert len(_lines(out / "table.csv")) == 3 and (out / "toy.png").stat().st_size > 5000
+
+    before = (out / "results.jsonl").read_bytes()
+    assert main(_cli(toy_tasks, tiny_model_dir, out, "kd,kd+eda", "--json")) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["skipped"] == 2 and again["ran"] == []
+    assert (out / "results.jsonl").read_bytes() == before
+
+
+def _failing(method: str, error: type[BaseException]):
+    original = bench.get(method)
+
+    def run(ctx):
+        raise error("simulated crash")
+
+    return dataclasses.replace(original, run=run)
+
+
+def test_interrupted_bench_keeps_finished_lines_and_a_rerun_completes_only_the_rest(
+        toy_tasks, tiny_model_dir, augrl_cache, single_thread, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "bench"
+    with monkeypatch.context() as m:  # Ctrl-C during the second run
+        m.setitem(bench._REGISTRY, "kd+mask", _failing("kd+mask", KeyboardInterrupt))
+        assert main(_cli(toy_tasks, tiny_model_dir, out, "kd,kd+mask,student_ft")) == 130
+    err = capsys.readouterr().err
+    assert "interrupted during toy kd+mask" in err or f"interrupted during {toy_tasks['single_file']} kd+mask" in err
+    first = _lines(out / "results.jsonl")
+    assert [json.loads(x)["method"] for x in first] == ["kd"]
+
+    assert main(_cli(toy_tasks, tiny_model_dir, out, "kd,kd+mask,student_ft", "--json")) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["skipped"] == 1 and [k[1] for k in summary["ran"]] == ["kd+mask", "student_ft"]
+    lines = _lines(out / "results.jsonl")
+    assert lines[0] == first[0] and [json.loads(x)["method"] for x in lines] == ["kd", "kd+mask", "student_ft"]
+
+
+def test_an_error_in_a_run_loses_only_that_run(toy_tasks, base, tmp_path, monkeypatch):
+    out = tmp_path / "bench"
+    settings = _settings(toy_tasks, ["kd", "kd+mask", "student_ft"])
+    with monkeypatch.context() as m:
+        m.setitem(bench._REGISTRY, "kd+mask", _failing("kd+mask", RuntimeError))
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            bench.run_bench(settings, base, out, progress=False, log=lambda _: None)
+    assert [r["method"] for r in read_jsonl(out / "results.jsonl")[0]] == ["kd"]
+    summary = bench.run_bench(settings, base, out, progress=False, log=lambda _: None)
+    assert [k[1] for k in summary["ran"]] == ["kd+mask", "student_ft"]
+
+
+def test_a_truncated_last_line_is_reported_and_its_run_redone(toy_tasks, base, tmp_path):
+    out = tmp_path / "bench"
+    settings = _settings(toy_tasks, ["kd", "student_ft"])
+    bench.run_bench(settings, base, out, progress=False, log=lambda _: None)
+    path = out / "results.jsonl"
+    data = path.read_bytes()
+    path.write_bytes(data[:-40])  # a crash in the middle of writing the student_ft line
+    messages: list[str] = []
+    summary = bench.run_bench(settings, base, out, progress=False, log=messages.append)
+    assert any("results.jsonl:2: not valid JSON" in m for m in messages)
+    assert summary["bad_lines"][0]["line"] == 2 and [k[1] for k in summary["ran"]] == ["student_ft"]
+    records, bad = read_jsonl(path)
+    assert [r["method"] for r in records] == ["kd", "student_ft"] and [b[0] for b in bad] == [2]
+    notes = write_report(out, quiet=True)["notes"]
+    assert any("results.jsonl:2: not valid JSON" in n for n in notes)
+    assert "results.jsonl:2: not valid JSON" in (out / "table.md").read_text()
+
+
+def test_append_after_a_cut_line_starts_a_new_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    append_jsonl(path, {"a": 1})
+    with open(path, "a") as f:
+        f.write('{"a": 2, "b')
+    append_jsonl(path, {"a": 3})
+    records, bad = read_jsonl(path)
+    assert records == [{"a": 1}, {"a": 3}] and [b[0] for b in bad] == [2]
+
+
+def test_report_rebuilds_everything_from_results_jsonl_alone(toy_tasks, base, tmp_path, capsys):
+    out = tmp_path / "bench"
+    bench.run_bench(_settings(toy_tasks, ["kd", "student_ft", "teacher_ft"], seeds=2), base, out, progress=False,
+                    log=lambda _: None)
+    rows = [line for line in (out / "table.md").read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 4 and all(" | 2 | " in line for line in rows[1:])  # a header, then one row per method
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(out / "results.jsonl", copy / "results.jsonl")
+    assert main(["report", str(copy)]) == 0
+    printed = capsys.readouterr().out
+    assert (copy / "table.md").read_text() == (out / "table.md").read_text() and "| teacher_ft |" in printed
+    assert (copy / "table.csv").read_text() == (out / "table.csv").read_text()
+    assert (copy / "toy.png").stat().st_size > 5000
+    assert main(["report", str(tmp_path / "nothing")]) == 2
+    assert "no results file" in capsys.readouterr().err
+
+
+def _record(method: str, seed: int, acc: float, task: str = "rt", shots: int = 40, config_hash: str = "h0",
+            **extra) -> dict:
+    # like the bench's own lines: the config (and its hash) name the seed, the report must still pool the seeds
+    return {"command": "bench", "task": task, "method": method, "seed": seed, "shots": shots,
+            "config": {"task": task, "shots": shots, "seed": seed, "student": "transformer"},
+            "config_hash": f"{method}-{config_hash}-{seed}",
+            "metrics": {"test": {"accuracy": acc, "f1": acc - 0.01}, "val": {}},
+            "params": {"teacher": 22_713_986, "student": 15_600_000} if method != "teacher_ft" else
+            {"teacher": 22_713_986}, "wall_time_s": 10.0, "variants": 4, "augmenter": None,
+            "split": {"sizes": {"test": 2000}}, **extra}
+
+
+def test_paired_t_test_against_kd_is_marked(tmp_path):
+    from scipy import stats
+
+    kd = [0.60, 0.62, 0.58, 0.61, 0.59]
+    up = [k + d for k, d in zip(kd, [0.10, 0.10, 0.10, 0.10, 0.20])]  # diffs: mean 0.12, sd 0.0447 -> t = 6
+    noise = [k + d for k, d in zip(kd, [0.10, -0.10, 0.05, -0.05, 0.0])]  # mean diff 0 -> p = 1
+    for method, values in (("kd", kd), ("kd+up", up), ("kd+noise", noise)):
+        for seed, acc in enumerate(values):
+            append_jsonl(tmp_path / "results.jsonl", _record(method, seed, acc))
+    append_jsonl(tmp_path / "results.jsonl", _record("kd+one", 0, 0.9))  # one pair: no test
+    summary = write_report(tmp_path, quiet=True)
+    table = (tmp_path / "table.md").read_text()
+    row = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| kd")}
+    assert "0.7200 ± 0.0418 †" in row["kd+up"] and "†" not in row["kd+noise"] and "†" not in row["kd"]
+    assert "| 0.9000 |" in row["kd+one"]  # one seed: no ± and no test
+    csv_rows = {r.split(",")[2]: r.split(",") for r in _lines(tmp_path / "table.csv")[1:]}
+    header = _lines(tmp_path / "table.csv")[0].split(",")
+    p_up = float(csv_rows["kd+up"][header.index("accuracy_p_vs_kd")])
+    assert p_up == pytest.approx(2 * stats.t.sf(6.0, df=4), rel=1e-3) and p_up < 0.01
+    assert float(csv_rows["kd+up"][header.index("accuracy_diff_vs_kd")]) == pytest.approx(0.12)
+    assert float(csv_rows["kd+noise"][header.index("accuracy_p_vs_kd")]) == pytest.approx(1.0)
+    assert csv_rows["kd+one"][header.index("accuracy_p_vs_kd")] == ""
+    assert "22.7M parameters" in table and "| 15.6M |" in row["kd"]
+    assert [r["method"] for r in summary["rows"]] == ["kd", "kd+up", "kd+noise", "kd+one"]
+
+
+def test_several_configurations_of_a_method_get_rows_of_their_own_and_shots_a_curve(tmp_path):
+    for seed in range(2):
+        append_jsonl(tmp_path / "results.jsonl", _record("kd", seed, 0.6))
+        for shots in (10, 40):
+            append_jsonl(tmp_path / "results.jsonl", _record("student_ft", seed, 0.5 + shots / 100, shots=shots))
+        for variants, acc in ((4, 0.7), (8, 0.75)):
+            append_jsonl(tmp_path / "results.jsonl", _record(
+                "kd+eda", seed, acc, config_hash=f"v{variants}", variants=variants,
+                augmenter={"name": "eda", "params": {"alpha_sr": 0.1, "progress": seed == 0}}))
+    summary = write_report(tmp_path, quiet=True)
+    rows = [r for r in summary["rows"] if r["shots"] == 40]
+    assert [r["method"] for r in rows] == ["kd", "student_ft", "kd+eda (variants=4)", "kd+eda (variants=8)"]
+    assert all(r["seeds"] == 2 for r in rows)  # progress bars on or off: the same configuration
+    assert any("kd+eda ran under 2 configurations" in n for n in summary["notes"])
+    assert (tmp_path / "rt-datasize.png").stat().st_size > 5000
+    assert (tmp_path / "rt-40shots.png").exists() and (tmp_path / "rt-10shots.png").exists()
+
+
+def test_unknown_methods_and_bad_settings_are_clear_errors_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "bench"
+    assert main(["bench", "--methods", "kd,nope", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown bench method 'nope'" in err and "kd+eda" in err and "teacher_ft" in err
+    assert main(["bench", "--methods", "kd+eda", "--aug-param", "eda.nope=1", "--out", str(out)]) == 2
+    assert "has no setting(s) ['nope']" in capsys.readouterr().err
+    assert main(["bench", "--preset", "nope", "--out", str(out)]) == 2
+    assert "unknown preset 'nope'; available: datasize, kd-objective" in capsys.readouterr().err
+    assert main(["bench", "--methods", "kd"]) == 2 and "--out" in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(ConfigError, match="every method of a seed shares"):
+        bench.derive("kd-other-teacher", "kd", config={"teacher": "bert-base-uncased"}, register_it=False)
+    with pytest.raises(ConfigError, match="unknown KD loss"):
+        bench.BenchSettings(methods=["bad"], define={"bad": {"base": "kd", "config": {"objective": {"x": 1}}}}
+                            ).resolve_methods()
+
+
+def test_presets_ship_the_ablations():
+    assert {"datasize", "kd-objective"} <= set(bench.preset_names())
+    datasize = bench.load_preset("datasize")
+    assert datasize.shots == [10, 20, 40, 80, 160] and datasize.seeds == [0, 1, 2, 3, 4]
+    assert {"student_ft", "kd"} <= set(datasize.resolve_methods())
+    methods = bench.load_preset("kd-objective").resolve_methods()
+    objectives = {name: set(m.config["objective"]) for name, m in methods.items()}
+    full = {"attention_mse", "hidden_mse", "dark_ce", "hard_ce"}
+    assert objectives == {"lkd": full, "lkd-no-att": full - {"attention_mse"},
+                          "lkd-no-hidden": full - {"hidden_mse"}, "lkd-no-dark": full - {"dark_ce"}}
+    assert all(m.augmenter is None and m.run is bench.get("kd").run for m in methods.values())
+
+
+def test_a_registered_method_reuses_the_seed_pool_and_a_budget_change_reruns_augmented_methods(
+        toy_tasks, base, tmp_path):
+    """What kd+l2a will do: draw a pool, keep some candidates, distil on them; a YAML preset
+    derives a variant with other options."""
+    @bench.register("test-keep", overwrite=True, description="KD on the first k mask candidates", options={"k": 2})
+    def keep_first(ctx: bench.BenchRun) -> bench.Outcome:
+        pool = ctx.pool("mask")
+        return ctx.distil(pool, keep=list(range(ctx.method.options["k"])))
+
+    try:
+        preset = tmp_path / "mine.yaml"
+        preset.write_text(f"tasks: [{toy_tasks['single_file']}]\nshots: 8\nseeds: 1\n"
+                          "methods: [kd, kd+mask, test-keep, test-keep3]\n"
+                          "define:\n  test-keep3: {base: test-keep, options: {k: 3}}\n")
+        settings = bench.load_preset(str(preset))
+        out = tmp_path / "bench"
+        bench.run_bench(settings, base, out, progress=False, log=lambda _: None)
+        kd, mask, keep, keep3 = read_jsonl(out / "results.jsonl")[0]
+        assert keep["candidates"] == 2 and keep["train_size"] == 18 and keep["augmenter"]["name"] == "mask"
+        assert keep3["candidates"] == 3 and keep3["method_options"] == {"k": 3} and keep["method_options"] == {"k": 2}
+        assert mask["candidates"] == 64 and keep["pool"] == mask["pool"]  # one pool, built once, charged to both
+        assert keep["method_description"] == "KD on the first k mask candidates"
+
+        summary = bench.run_bench(dataclasses.replace(settings, variants=2), base, out, progress=False,
+                                  log=lambda _: None)
+        assert [k[1] for k in summary["ran"]] == ["kd+mask", "test-keep", "test-keep3"]  # kd does not augment
+        records = read_jsonl(out / "results.jsonl")[0]
+        assert records[-3]["pool"]["size"] == 2 * 16 and records[-3]["variants"] == 2
+    finally:
+        bench._REGISTRY.pop("test-keep", None)
+
+
+def test_every_builtin_method_runs(toy_tasks, tiny_model_dir, base, tmp_path):
+    names = [n for n in bench.names() if not n.startswith("test-")]
+    settings = _settings(toy_tasks, names, augmenter_params={"cbert": {"epochs": 1}})
+    tiny = base.with_max_steps(1)
+    bench.run_bench(settings, tiny, tmp_path, progress=False, max_steps=1, log=lambda _: None)
+    records = {r["method"]: r for r in read_jsonl(tmp_path / "results.jsonl")[0]}
+    assert list(records) == names
+    assert records["teacher_ft"]["params"] == {"teacher": records["kd"]["params"]["teacher"]}
+    assert records["student_ft"]["objective"] is None and "student" in records["student_ft"]["stages"]
+    assert set(records["distilbert"]["objective"]) == {"dark_ce", "hidden_cos"}
+    assert set(records["tinybert"]["objective"]) == {"embedding_mse", "hidden_mse", "attention_mse", "dark_ce"}
+    assert records["pkd"]["objective"]["pkd"] == 100.0 and "minilm_relation" in records["minilm"]["objective"]
+    for name in ("bilstm+tang", "textcnn+tang", "bilstm_soft"):
+        assert records[name]["config"]["student"] == name.split("+")[0].split("_")[0]
+    assert records["bilstm+tang"]["objective"] == {"logit_mse": 1.0, "hard_ce": 1.0}
+    assert records["bilstm_soft"]["objective"] == {"logit_mse": 1.0}
+    for aug in bench.AUGMENTERS:
+        assert records[f"kd+{aug}"]["augmenter"]["name"] == aug and records[f"kd+{aug}"]["candidates"] == 64
+    assert records["kd+cbert"]["augmenter"]["params"]["epochs"] == 1
+    # the tang pool is shared by the three students that use it
+    assert records["kd+tang"]["pool"] == records["bilstm+tang"]["pool"] == records["textcnn+tang"]["pool"]
+
+
+@pytest.mark.integration
+def test_bench_rt_with_minilm(data_root, augrl_cache, tmp_path, capsys):
+    out = tmp_path / "bench"
+    argv = ["bench", "--task", "rt", "--methods", "kd,kd+eda", "--seeds", "1", "--shots", "8", "--max-steps", "5",
+            "--quiet", "--json", "--out", str(out)]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(summary["ran"]) == 2
+    kd, eda = read_jsonl(out / "results.jsonl")[0]
+    assert kd["params"]["teacher"] == 22713986 and eda["candidates"] == 4 * 16
+    assert (out / "table.md").exists() and (out / "table.csv").exists() and (out / "rt.png").exists()
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ran"] == []
+
+
+def test_import_flag_loads_a_users_methods(tmp_path, monkeypatch, capsys):
+    (tmp_path / "my_bench_methods.py").write_text(
+        "from augrl import bench\n\n"
+        "@bench.register('test-mine', description='KD on edits under 30%')\n"
+        "def run_mine(ctx):\n"
+        "    pool = ctx.pool('eda')\n"
+        "    return ctx.distil(pool, keep=[i for i, f in enumerate(pool.edit_fraction) if f < 0.3])\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert main(["bench", "--import", "my_bench_methods", "--list"]) == 0
+        assert "test-mine" in capsys.readouterr().out and bench.get("test-mine").augments
+    finally:
+        bench._REGISTRY.pop("test-mine", None)
+    assert main(["bench", "--import", "no_such_module_xyz", "--list"]) == 2
+    assert "--import no_such_module_xyz: cannot import it" in capsys.readouterr().err
+
+
+SLOW_METHOD = '''
+import os
+import time
+from pathlib import Path
+
+from augrl import bench
+
+
+@bench.register("test-slow", description="KD; first waits while AUGRL_TEST_SLOW names a file")
+def slow(ctx):
+    flag = os.environ.get("AUGRL_TEST_SLOW")
+    if flag:
+        Path(flag).write_text("started")
+        time.sleep(300)
+    return ctx.distil()
+'''
+
+
+def test_a_killed_bench_process_keeps_its_lines_and_a_rerun_completes_the_rest(
+        toy_tasks, tiny_model_dir, augrl_cache, single_thread, tmp_path, monkeypatch, capsys):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "slow_bench_methods.py").write_text(SLOW_METHOD)
+    out, flag = tmp_path / "bench", tmp_path / "started"
+    argv = _cli(toy_tasks, tiny_model_dir, out, "kd,test-slow,student_ft", "--import", "slow_bench_methods")
+    env = {**os.environ, "AUGRL_TEST_SLOW": str(flag), "AUGRL_CACHE": str(augrl_cache), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "augrl.cli", *argv], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert flag.exists(), proc.communicate(timeout=5)[1] if proc.poll() is not None else "not started in time"
+        proc.send_signal(signal.SIGTERM)  # like `kill`, or a scheduler's time limit, during the second run
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "interrupted during" in err and "test-slow" in err
+    first = _lines(out / "results.jsonl")
+    assert [json.loads(x)["method"] for x in first] == ["kd"]
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert main([*argv, "--json"]) == 0
+    finally:
+        bench._REGISTRY.pop("test-slow", None)
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["skipped"] == 1 and [k[1] for k in summary["ran"]] == ["test-slow", "student_ft"]
+    lines = _lines(out / "results.jsonl")
+    assert lines[0] == first[0] and len(lines) == 3
