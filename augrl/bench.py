@@ -38,6 +38,14 @@ distillers. Built in:
 ``minilm``            MiniLM's attention and value-relation KL (top layer) + dark knowledge
 ``tinybert``          TinyBERT: embedding + hidden + attention + prediction (dark knowledge)
 ``bilstm_soft``       BiLSTM student on the teacher's logits alone (Tang et al.'s soft loss)
+``kd+l2a``            L2A (:mod:`augrl.l2a`): generator pool, selector episodes, G_theta
+``kd+l2a-nosrc``      updates, then KD on target + kept; its ablations w/o src, w/o tgt,
+``kd+l2a-notgt``      without selector (all generated candidates kept) and without
+``kd+l2a-noselector`` G_theta updates
+``kd+l2a-nogen``
+``kd+ppo``            an SB3 policy (:mod:`augrl.policies`) trained on the env over the
+``kd+a2c``            seed's EDA pool keeps candidates; a random subset of the same size is
+``kd+dqn``            the recorded control (``random_same_size``)
 ====================  ===================================================================
 
 The compression rows (``distilbert`` ... ``bilstm_soft``) are one-stage KD objectives from the
@@ -86,7 +94,7 @@ RESULTS_FILE = "results.jsonl"
 SHARED_FIELDS = ("task", "shots", "seed", "data_dir", "teacher", "teacher_train", "device", "leakage")
 
 #: augrl modules that register bench methods when imported (imported on first lookup).
-METHOD_MODULES: list[str] = []
+METHOD_MODULES: list[str] = ["augrl.l2a", "augrl.policies"]
 
 AUGMENTERS = ("eda", "mask", "pos", "ngram", "tang", "contextual", "cbert")
 
@@ -233,7 +241,8 @@ def names() -> list[str]:
 
 def get(name: str) -> BenchMethod:
     """The method registered as ``name``; ConfigError listing what exists otherwise."""
-    _load_modules()
+    if name not in _REGISTRY:
+        _load_modules()
     if name not in _REGISTRY:
         raise ConfigError(f"unknown bench method {name!r}; available: {', '.join(_REGISTRY)} "
                           "(register your own with augrl.bench.register, and pass --import MODULE to the CLI)")
@@ -387,11 +396,23 @@ class BenchRun:
             seconds = time.perf_counter() - start
             self.shared.wait_seconds += seconds
         self.charged_seconds += seconds
+        return self.record_pool(pool, seconds)
+
+    def record_pool(self, pool, seconds: float | None = None):
+        """Record a pool the method drew itself (e.g. L2A's last one) as this run's pool:
+        its augmenter, settings, size and provenance counts go into the result line."""
         meta = pool.meta
         self.info["augmenter"] = {"name": meta["augmenter"], "params": meta["augmenter_params"]}
         self.info["pool"] = {k: meta[k] for k in ("size", "target", "source", "source_fraction")}
-        self.info["pool"]["seconds"] = round(seconds, 2)
+        self.info["pool"]["seconds"] = None if seconds is None else round(seconds, 2)
         return pool
+
+    def env_config(self, **changes):
+        """The :class:`augrl.envs.AugmentKDConfig` of this run's split, teacher, student and KD
+        objective (for methods that act in ``augrl/AugmentKD-v0``), with ``changes``."""
+        from augrl.envs import AugmentKDConfig
+
+        return AugmentKDConfig.from_run_config(self.cfg, variants=self.variants, **changes)
 
     def distil(self, pool=None, keep: Sequence[int] | None = None, objective: dict | None = None) -> Outcome:
         """A fresh student distilled from the seed's teacher on the target train set plus the

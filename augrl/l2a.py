@@ -105,26 +105,39 @@ def l2a_env_config(env_cfg, cfg: L2AConfig, train_size: int):
     return cfg_changed
 
 
-def run_l2a(env_cfg, cfg: L2AConfig, out_dir: str | Path | None = None, progress: bool = True) -> dict:
-    """Run L2A (module docstring) and return the result record."""
-    from augrl import baselines, models
-    from augrl.envs import AugmentKDEnv, build_world
-    from augrl.pipelines import prepare
-    from augrl.pool import build_pool
-    from augrl.teachers import fine_tuned_teacher
+@dataclass
+class L2ASelection:
+    """What the L2A loop hands to the final student.
 
-    start = time.perf_counter()
-    data = prepare(env_cfg.run_config())
-    env_cfg = l2a_env_config(env_cfg, cfg, len(data.train))
-    run = env_cfg.run_config()
-    teacher_start = time.perf_counter()
-    if env_cfg.teacher_dir:
-        teacher, teacher_info = models.load_model(env_cfg.teacher_dir).to(data.device), {"dir": env_cfg.teacher_dir}
-    else:
-        teacher, teacher_info = fine_tuned_teacher(run, data, progress=progress)
-    teacher_seconds = time.perf_counter() - teacher_start
-    generator = baselines.get("l2a", **env_cfg.augmenter_params)
-    generator.fit(data.task)
+    Attributes:
+        pool: the last pool drawn from ``P_s`` (after the last generator update).
+        kept: indices of ``pool`` the trained selector keeps (all without a selector).
+        world: the environment's world of ``pool``.
+        episodes: per-episode ``{"episode", "return", "val_metric", "kept_fraction", "policy_loss"}``.
+        generator_updates: per update ``{"after_episode", ...}`` (see ``L2AGenerator.update``).
+        selector: the trained selector (None without one).
+    """
+
+    pool: object
+    kept: list
+    world: object
+    episodes: list
+    generator_updates: list
+    selector: ReinforceSelector | None
+
+
+def select_with_l2a(env_cfg, cfg: L2AConfig, data, teacher, generator, progress: bool = True) -> L2ASelection:
+    """Steps 1 (the pool) and 2 (episodes, generator updates) of the module docstring, and the
+    selector's deterministic pass over the final pool.
+
+    Args:
+        env_cfg: the environment (:func:`l2a_env_config` applied).
+        cfg: the loop's settings.
+        data, teacher: the prepared split and its fine-tuned teacher.
+        generator: a fitted :class:`~augrl.generator.L2AGenerator` (updated in place).
+    """
+    from augrl.envs import AugmentKDEnv, build_world
+    from augrl.pool import build_pool
 
     def new_world(round_: int):
         pool = build_pool(data.task, generator, env_cfg.pool_size, env_cfg.variants, env_cfg.source_fraction,
@@ -162,6 +175,30 @@ def run_l2a(env_cfg, cfg: L2AConfig, out_dir: str | Path | None = None, progress
         kept = sorted(final["info"]["episode_kept_indices"])
     else:
         kept = list(range(len(world.pool)))
+    return L2ASelection(world.pool, kept, world, episodes, generator_updates, selector)
+
+
+def run_l2a(env_cfg, cfg: L2AConfig, out_dir: str | Path | None = None, progress: bool = True) -> dict:
+    """Run L2A (module docstring) and return the result record."""
+    from augrl import baselines, models
+    from augrl.pipelines import prepare
+    from augrl.teachers import fine_tuned_teacher
+
+    start = time.perf_counter()
+    data = prepare(env_cfg.run_config())
+    env_cfg = l2a_env_config(env_cfg, cfg, len(data.train))
+    run = env_cfg.run_config()
+    teacher_start = time.perf_counter()
+    if env_cfg.teacher_dir:
+        teacher, teacher_info = models.load_model(env_cfg.teacher_dir).to(data.device), {"dir": env_cfg.teacher_dir}
+    else:
+        teacher, teacher_info = fine_tuned_teacher(run, data, progress=progress)
+    teacher_seconds = time.perf_counter() - teacher_start
+    generator = baselines.get("l2a", **env_cfg.augmenter_params)
+    generator.fit(data.task)
+    selection = select_with_l2a(env_cfg, cfg, data, teacher, generator, progress)
+    world, kept, episodes, selector = selection.world, selection.kept, selection.episodes, selection.selector
+    generator_updates = selection.generator_updates
     train = run.student_train.replace(epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size, max_steps=cfg.max_steps)
     final_run = run.replace(student_train=train)
     student = distil_on(final_run, data, teacher, world.pool, keep=kept, progress=progress, desc="student (L2A)")
@@ -199,3 +236,50 @@ def run_l2a(env_cfg, cfg: L2AConfig, out_dir: str | Path | None = None, progress
             plot_policy_curves(episodes, spec.metric, run_dir / "learning_curves.png", f"{spec.name} {method} "
                                f"seed {env_cfg.seed}")
     return record
+
+
+# ----------------------------------------------------------------------------- benchmark rows
+
+
+def _bench_l2a(ctx) -> "object":
+    """``kd+l2a*`` rows: the L2A loop on the seed's split and teacher, with the bench's KD
+    objective in the env and for the final student (so the rows differ from ``kd+eda`` only in
+    how the candidates are made and chosen) and the bench's budget: ``variants`` x N_train
+    candidates in the pool, of which the selector keeps a subset."""
+    from augrl import baselines
+
+    options = {k: v for k, v in ctx.method.options.items() if k != "max_steps"}
+    cfg = L2AConfig.from_dict({**options, "max_steps": ctx.max_steps}, source=f"bench method {ctx.method.name}")
+    settings = ctx.augmenter_settings("l2a", ctx.method.augmenter_params)
+    env_cfg = l2a_env_config(ctx.env_config(augmenter="l2a", augmenter_params=settings), cfg, len(ctx.data.train))
+    teacher = ctx.teacher()
+    generator = baselines.get("l2a", **settings).fit(ctx.data.task)
+    selection = select_with_l2a(env_cfg, cfg, ctx.data, teacher, generator, ctx.progress)
+    ctx.record_pool(selection.pool)
+    outcome = ctx.distil(selection.pool, keep=selection.kept)
+    n = len(selection.pool)
+    outcome.extra.update(selection={"kept": len(selection.kept), "pool": n,
+                                    "kept_fraction": len(selection.kept) / max(1, n)},
+                         episodes=selection.episodes, generator_updates=selection.generator_updates)
+    return outcome
+
+
+def _register_bench_methods() -> None:
+    from augrl import bench
+
+    variants = {
+        "kd+l2a": ({}, "L2A: generator P_s from source + target, G_theta updates, REINFORCE selector"),
+        "kd+l2a-nosrc": ({"use_source": False}, "L2A w/o src: candidates from target inputs only"),
+        "kd+l2a-notgt": ({"use_target": False}, "L2A w/o tgt: candidates from source inputs only"),
+        "kd+l2a-noselector": ({"use_selector": False}, "L2A without selector: every P_s sample kept"),
+        "kd+l2a-nogen": ({"generator_every": 0}, "L2A without G_theta updates"),
+    }
+    defaults = {k: v for k, v in L2AConfig().to_dict().items() if k not in ("max_steps", "eval_epochs",
+                                                                             "eval_batch_size")}
+    for name, (changes, description) in variants.items():
+        if name not in bench._REGISTRY:
+            bench.register(name, _bench_l2a, description=description, augmenter="l2a",
+                           options={**defaults, **changes})
+
+
+_register_bench_methods()

@@ -130,6 +130,21 @@ class AugmentKDConfig(ConfigMixin):
         episode's shuffled pool waits for a later episode)."""
         return self.pool_size // self.batch_size
 
+    @classmethod
+    def from_run_config(cls, run: RunConfig, **changes) -> "AugmentKDConfig":
+        """The environment of a :class:`~augrl.pipelines.RunConfig`'s split, teacher, student and
+        KD objective (the benchmark's methods that act in the env use this), with ``changes``
+        on top. The env's own optimiser settings (``lr``, ``batch_size``...) keep their defaults
+        unless changed: one env step is not one step of the run's student training."""
+        t = run.teacher_train
+        fields = dict(task=run.task, shots=run.shots, seed=run.seed, data_dir=run.data_dir, leakage=run.leakage,
+                      teacher=run.teacher, teacher_epochs=t.epochs, teacher_lr=t.lr, teacher_max_steps=t.max_steps,
+                      student=run.student, student_init=run.student_init, student_layers=run.student_layers,
+                      objective=run.kd_objective(), loss_params={k: dict(v) for k, v in run.loss_params.items()},
+                      temperature=run.temperature, layer_map=run.layer_map, max_length=t.max_length,
+                      device=run.device)
+        return cls(**{**fields, **changes})
+
     def run_config(self) -> RunConfig:
         """The :class:`~augrl.pipelines.RunConfig` of the split, the teacher and the student."""
         teacher_train = TrainConfig(epochs=self.teacher_epochs, lr=self.teacher_lr, max_length=self.max_length,
