@@ -74,14 +74,16 @@ class PolicyConfig(ConfigMixin):
 def make_agent(algo: str, env, cfg: PolicyConfig, seed: int, tensorboard: str | None = None,
                total: int | None = None):
     """A stable-baselines3 agent for ``env`` with the configured settings (PPO/A2C rollouts no
-    longer than ``total`` env steps, so that a capped run takes exactly that many)."""
+    longer than ``total`` env steps, so that a capped run takes exactly that many; PPO takes at
+    least 2)."""
     from stable_baselines3 import A2C, DQN, PPO
 
     common = dict(learning_rate=cfg.learning_rate, gamma=cfg.gamma, seed=seed, device=cfg.policy_device,
                   tensorboard_log=tensorboard, verbose=0)
     steps = env.unwrapped.steps_per_episode if hasattr(env, "unwrapped") else env.steps_per_episode
     if algo == "ppo":
-        n_steps = min(cfg.n_steps or steps, total or steps)
+        # at least 2: PPO normalises advantages over a minibatch
+        n_steps = max(2, min(cfg.n_steps or steps, total or steps))
         return PPO("MlpPolicy", env, n_steps=n_steps, batch_size=min(cfg.batch_size, n_steps), ent_coef=cfg.ent_coef,
                    **common)
     if algo == "a2c":
@@ -137,6 +139,13 @@ def kept_by_policy(agent, world, decision: str, seed: int) -> list[int]:
     return list(info["episode_kept_indices"])
 
 
+def random_subset(n: int, size: int, seed: int) -> list[int]:
+    """``size`` of ``range(n)`` drawn without replacement from ``seed`` (sorted): the random-kept
+    control of a policy's selection."""
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 17])
+    return sorted(rng.choice(n, size=size, replace=False).tolist())
+
+
 def evaluate_selection(world, kept: list[int], cfg: PolicyConfig, seed: int, progress: bool = True) -> dict:
     """Test metrics of fresh students distilled on target + kept / all / random-kept candidates."""
     run = world.config.run_config()
@@ -144,9 +153,7 @@ def evaluate_selection(world, kept: list[int], cfg: PolicyConfig, seed: int, pro
                                       max_steps=cfg.max_steps)
     run = run.replace(student_train=train)
     n = len(world.pool)
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 17])
-    selections = {"policy": sorted(kept), "all": list(range(n)),
-                  "random": sorted(rng.choice(n, size=len(kept), replace=False).tolist())}
+    selections = {"policy": sorted(kept), "all": list(range(n)), "random": random_subset(n, len(kept), seed)}
     out = {}
     for name, keep in selections.items():
         start = time.perf_counter()
@@ -156,6 +163,32 @@ def evaluate_selection(world, kept: list[int], cfg: PolicyConfig, seed: int, pro
         out[name] = {"test": test, "val": result.fit.best_val, "kept": len(keep), "kept_fraction": len(keep) / n,
                      "train_size": result.train_size, "seconds": round(time.perf_counter() - start, 2)}
     return out
+
+
+def learn_policy(world, cfg: PolicyConfig, seed: int, run_dir: Path | None = None, progress: bool = True):
+    """Train ``cfg.algo`` on an env of ``world`` for ``cfg.episodes`` episodes (capped by
+    ``cfg.max_steps``); TensorBoard logs go to ``run_dir/tensorboard``.
+
+    Returns:
+        ``(agent, log, seconds)``: the SB3 agent, the episode log (``log.episodes``: return,
+        validation metric and kept fraction per episode) and the training wall time.
+    """
+    from stable_baselines3.common.monitor import Monitor
+
+    from augrl.envs import AugmentKDEnv
+
+    decision = ALGOS[cfg.algo]
+    env = Monitor(AugmentKDEnv.from_world(world, decision=decision))
+    steps_per_episode = env.unwrapped.steps_per_episode * (env.unwrapped.B if decision == "sample" else 1)
+    total = cfg.episodes * steps_per_episode
+    if cfg.max_steps is not None:
+        total = min(total, cfg.max_steps)
+    agent = make_agent(cfg.algo, env, cfg, seed, tensorboard=str(run_dir / "tensorboard") if run_dir else None,
+                       total=total)
+    log = _callback(total, progress)
+    t = time.perf_counter()
+    agent.learn(total_timesteps=total, callback=log, tb_log_name=cfg.algo)
+    return agent, log, time.perf_counter() - t
 
 
 def train_policy(env_config, cfg: PolicyConfig, out_dir: str | Path | None = None, progress: bool = True,
@@ -169,9 +202,7 @@ def train_policy(env_config, cfg: PolicyConfig, out_dir: str | Path | None = Non
             ``out_dir/<algo>-seed<seed>/`` (None: nothing is saved).
         world: a ready world for ``env_config`` (else it is built).
     """
-    from stable_baselines3.common.monitor import Monitor
-
-    from augrl.envs import AugmentKDEnv, build_world
+    from augrl.envs import build_world
     from augrl.plots import plot_policy_curves
 
     start = time.perf_counter()
@@ -179,18 +210,8 @@ def train_policy(env_config, cfg: PolicyConfig, out_dir: str | Path | None = Non
     env_config = env_config.replace(decision=decision)
     if world is None:
         world = build_world(env_config, progress=progress)
-    env = Monitor(AugmentKDEnv.from_world(world, decision=decision))
-    steps_per_episode = env.unwrapped.steps_per_episode * (env.unwrapped.B if decision == "sample" else 1)
-    total = cfg.episodes * steps_per_episode
-    if cfg.max_steps is not None:
-        total = min(total, cfg.max_steps)
     run_dir = Path(out_dir) / f"{cfg.algo}-seed{env_config.seed}" if out_dir is not None else None
-    agent = make_agent(cfg.algo, env, cfg, env_config.seed,
-                       tensorboard=str(run_dir / "tensorboard") if run_dir is not None else None, total=total)
-    log = _callback(total, progress)
-    t = time.perf_counter()
-    agent.learn(total_timesteps=total, callback=log, tb_log_name=cfg.algo)
-    train_seconds = time.perf_counter() - t
+    agent, log, train_seconds = learn_policy(world, cfg, env_config.seed, run_dir, progress)
     kept = kept_by_policy(agent, world, decision, seed=env_config.seed)
     evaluation = evaluate_selection(world, kept, cfg, env_config.seed, progress)
     spec = world.data.task.spec
@@ -221,3 +242,51 @@ def train_policy(env_config, cfg: PolicyConfig, out_dir: str | Path | None = Non
             plot_policy_curves(log.episodes, spec.metric, run_dir / "learning_curves.png",
                                f"{spec.name} {cfg.algo} seed {env_config.seed}")
     return record
+
+
+# ----------------------------------------------------------------------------- benchmark rows
+
+
+def _bench_policy(ctx):
+    """``kd+ppo`` (and ``kd+a2c``, ``kd+dqn``): an SB3 policy trained on the env over the seed's
+    pool of the method's augmenter (the same pool as ``kd+<augmenter>``: the ``all`` control),
+    then a fresh student distilled on the target set plus the candidates it keeps. A control
+    student on a random subset of the same size is trained too; its test metrics are recorded
+    under ``random_same_size`` and its time is not charged to the row."""
+    options = dict(ctx.method.options)
+    cfg = PolicyConfig.from_dict({**options, "max_steps": ctx.max_steps}, source=f"bench method {ctx.method.name}")
+    pool = ctx.pool(ctx.method.augmenter, params=ctx.method.augmenter_params)
+    env_cfg = ctx.env_config(augmenter=ctx.method.augmenter, pool_size=len(pool), decision=ALGOS[cfg.algo],
+                             batch_size=min(32, len(pool)))
+    from augrl.envs import build_world
+
+    world = build_world(env_cfg, progress=False, data=ctx.data, teacher=ctx.teacher(), pool=pool)
+    agent, log, seconds = learn_policy(world, cfg, ctx.cfg.seed, progress=ctx.progress)
+    kept = sorted(kept_by_policy(agent, world, ALGOS[cfg.algo], seed=ctx.cfg.seed))
+    outcome = ctx.distil(pool, keep=kept)
+    start = time.perf_counter()
+    control = ctx.distil(pool, keep=random_subset(len(pool), len(kept), ctx.cfg.seed))
+    data = ctx.data
+    control_test = evaluate(control.model, data.test, data.task.spec, data.device)
+    ctx.charged_seconds -= time.perf_counter() - start
+    outcome.extra.update(selection={"kept": len(kept), "pool": len(pool), "kept_fraction": len(kept) / len(pool)},
+                         policy_training={"env_steps": int(agent.num_timesteps), "seconds": round(seconds, 2),
+                                          "episodes": log.episodes},
+                         random_same_size={"test": control_test, "val": control.best_val})
+    return outcome
+
+
+def _register_bench_methods() -> None:
+    from augrl import bench
+
+    defaults = {k: v for k, v in PolicyConfig().to_dict().items()
+                if k not in ("max_steps", "eval_epochs", "eval_batch_size")}
+    for algo in ALGOS:
+        name = f"kd+{algo}"
+        if name not in bench._REGISTRY:
+            bench.register(name, _bench_policy, augmenter="eda", options={**defaults, "algo": algo},
+                           description=f"KD on the eda candidates an SB3 {algo.upper()} policy keeps "
+                                       "(trained on augrl/AugmentKD-v0)")
+
+
+_register_bench_methods()
