@@ -11,7 +11,7 @@ matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
 
-def _save(fig, path: str | Path, title: str = "") -> Path:
+def save_figure(fig, path: str | Path, title: str = "") -> Path:
     """Title, tighten, write the PNG (creating its folder) and free the figure."""
     if title:
         fig.suptitle(title)
@@ -46,7 +46,7 @@ def plot_learning_curves(stages: dict[str, dict], metric: str, path: str | Path,
     for ax in (ax_loss, ax_val):
         ax.grid(alpha=0.3)
         ax.legend()
-    return _save(fig, path, title)
+    return save_figure(fig, path, title)
 
 
 def plot_policy_curves(episodes: list[dict], metric: str, path: str | Path, title: str = "") -> Path:
@@ -70,7 +70,7 @@ def plot_policy_curves(episodes: list[dict], metric: str, path: str | Path, titl
         ax.grid(alpha=0.3)
     ax_val.legend(loc="lower left")
     ax_kept.legend(loc="lower right")
-    return _save(fig, path, title)
+    return save_figure(fig, path, title)
 
 
 def plot_bench_bars(rows, metrics: list[str], path: str | Path, title: str = "", mark: str = "†",
@@ -106,7 +106,7 @@ def plot_bench_bars(rows, metrics: list[str], path: str | Path, title: str = "",
     ax.set(ylabel="test metric (mean ± std over seeds)", title=title)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_metric_vs_shots(rows, metric: str, path: str | Path, title: str = "") -> Path:
@@ -129,4 +129,4 @@ def plot_metric_vs_shots(rows, metric: str, path: str | Path, title: str = "") -
     ax.set(xlabel="target training examples per class", ylabel=f"test {metric} (mean ± std)", title=title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -231,7 +231,7 @@ def test_unknown_methods_and_bad_settings_are_clear_errors_before_anything_runs(
 
 
 def test_presets_ship_the_ablations():
-    assert {"datasize", "kd-objective"} <= set(bench.preset_names())
+    assert {"datasize", "kd-objective", "sensitivity", "domains"} <= set(bench.preset_names())
     datasize = bench.load_preset("datasize")
     assert datasize.shots == [10, 20, 40, 80, 160] and datasize.seeds == [0, 1, 2, 3, 4]
     assert {"student_ft", "kd"} <= set(datasize.resolve_methods())
@@ -241,6 +241,15 @@ def test_presets_ship_the_ablations():
     assert objectives == {"lkd": full, "lkd-no-att": full - {"attention_mse"},
                           "lkd-no-hidden": full - {"hidden_mse"}, "lkd-no-dark": full - {"dark_ce"}}
     assert all(m.augmenter is None and m.run is bench.get("kd").run for m in methods.values())
+    assert "kd+l2a" in datasize.methods
+    domains = bench.load_preset("domains").resolve_methods()
+    assert domains["kd+l2a"].options["use_source"] and domains["kd+l2a"].options["use_target"]
+    assert not domains["kd+l2a-nosrc"].options["use_source"] and not domains["kd+l2a-notgt"].options["use_target"]
+    sensitivity = bench.load_preset("sensitivity").resolve_methods()
+    points = {(m.augmenter_params["alpha"], m.augmenter_params["temperature"])
+              for name, m in sensitivity.items() if name != "kd"}
+    assert points == {(0.5, 1.0), (1.0, 1.0), (2.0, 1.0), (4.0, 1.0), (1.0, 0.5), (1.0, 2.0)}
+    assert all(m.run is bench.get("kd+l2a").run for name, m in sensitivity.items() if name != "kd")
 
 
 def test_a_registered_method_reuses_the_seed_pool_and_a_budget_change_reruns_augmented_methods(
@@ -296,6 +305,21 @@ def test_every_builtin_method_runs(toy_tasks, tiny_model_dir, base, tmp_path):
     assert records["kd+cbert"]["augmenter"]["params"]["epochs"] == 1
     # the tang pool is shared by the three students that use it
     assert records["kd+tang"]["pool"] == records["bilstm+tang"]["pool"] == records["textcnn+tang"]["pool"]
+    # L2A rows: the generator's pool (budget-sized, capped by max_steps x B), a selection of it,
+    # and the bench's KD objective for the final student
+    l2a = records["kd+l2a"]
+    assert l2a["augmenter"]["name"] == "l2a" and l2a["objective"] == records["kd"]["objective"]
+    assert l2a["selection"]["pool"] == l2a["pool"]["size"] == 32 and l2a["candidates"] == l2a["selection"]["kept"]
+    assert len(l2a["episodes"]) == 10 and l2a["generator_updates"]
+    assert records["kd+l2a-noselector"]["candidates"] == 32 and records["kd+l2a-noselector"]["episodes"] == []
+    assert records["kd+l2a-nogen"]["generator_updates"] == [] and len(records["kd+l2a-nogen"]["episodes"]) == 10
+    assert records["kd+l2a-nosrc"]["pool"]["source"] == 0
+    assert records["kd+l2a-notgt"]["pool"]["target"] == 0 and records["kd+l2a-notgt"]["pool"]["source"] == 32
+    # policy rows: trained on the shared eda pool, with a random-kept control of the same size
+    for algo in ("ppo", "a2c", "dqn"):
+        r = records[f"kd+{algo}"]
+        assert r["pool"] == records["kd+eda"]["pool"] and r["candidates"] == r["selection"]["kept"]
+        assert r["policy_training"]["env_steps"] >= 1 and set(r["random_same_size"]["test"]) == {"accuracy", "f1"}
 
 
 @pytest.mark.integration
