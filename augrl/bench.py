@@ -96,6 +96,9 @@ SHARED_FIELDS = ("task", "shots", "seed", "data_dir", "teacher", "teacher_train"
 #: augrl modules that register bench methods when imported (imported on first lookup).
 METHOD_MODULES: list[str] = ["augrl.l2a", "augrl.policies"]
 
+#: the key of a method's ``options`` holding AugmentKDConfig settings for its environment (B, reward...)
+ENV_OPTION = "env"
+
 AUGMENTERS = ("eda", "mask", "pos", "ngram", "tang", "contextual", "cbert")
 
 
@@ -409,9 +412,11 @@ class BenchRun:
 
     def env_config(self, **changes):
         """The :class:`augrl.envs.AugmentKDConfig` of this run's split, teacher, student and KD
-        objective (for methods that act in ``augrl/AugmentKD-v0``), with ``changes``."""
+        objective (for methods that act in ``augrl/AugmentKD-v0``), with ``changes``; the
+        method's ``options["env"]`` (e.g. ``{"reward": "loss", "batch_size": 16}``) win over them."""
         from augrl.envs import AugmentKDConfig
 
+        changes = {**changes, **self.method.options.get(ENV_OPTION, {})}  # the method's own env settings win
         return AugmentKDConfig.from_run_config(self.cfg, variants=self.variants, **changes)
 
     def distil(self, pool=None, keep: Sequence[int] | None = None, objective: dict | None = None) -> Outcome:
@@ -656,8 +661,17 @@ def plan_runs(settings: BenchSettings, base: RunConfig) -> list[PlannedRun]:
 
 
 def run_one(run: PlannedRun, shared: SharedSeed, settings: BenchSettings, progress: bool = True,
-            max_steps: int | None = None) -> dict:
-    """Run one planned run and return its record (not yet written)."""
+            max_steps: int | None = None, evaluate_test: bool = True) -> dict:
+    """Run one planned run and return its record (not yet written).
+
+    With ``evaluate_test`` False the model is never evaluated on the test set and the record's
+    ``metrics`` hold ``val`` alone (hyperparameter search trials, :mod:`augrl.tune`)."""
+    return run_outcome(run, shared, settings, progress, max_steps, evaluate_test)[0]
+
+
+def run_outcome(run: PlannedRun, shared: SharedSeed, settings: BenchSettings, progress: bool = True,
+                max_steps: int | None = None, evaluate_test: bool = True) -> tuple[dict, Outcome]:
+    """:func:`run_one`, also handing back the method's :class:`Outcome` (its trained model)."""
     from augrl.training import evaluate
 
     ctx = BenchRun(run.method, run.cfg, shared, settings.variants, settings.augmenter_params, progress, max_steps)
@@ -665,15 +679,19 @@ def run_one(run: PlannedRun, shared: SharedSeed, settings: BenchSettings, progre
     start = time.perf_counter()
     outcome = run.method.run(ctx)
     data = shared.data
-    test = evaluate(outcome.model, data.test, data.task.spec, data.device, run.cfg.teacher_train.eval_batch_size)
+    test = None
+    if evaluate_test:
+        test = evaluate(outcome.model, data.test, data.task.spec, data.device, run.cfg.teacher_train.eval_batch_size)
     seconds = time.perf_counter() - start - (shared.wait_seconds - waited) + ctx.charged_seconds
     record = _record("bench", run.method.name, run.cfg, data, test, outcome.best_val, outcome.params, seconds,
                      outcome.stages)
+    if test is None:
+        del record["metrics"]["test"]
     record.update({"config_hash": run.key[-1], "variants": settings.variants, "augmenter": ctx.info.get("augmenter"),
                    "objective": outcome.objective, "pool": ctx.info.get("pool"), "teacher": ctx.info.get("teacher"),
                    "method_description": run.method.description, "method_options": run.method.options,
                    **outcome.extra})
-    return record
+    return record, outcome
 
 
 def run_bench(settings: BenchSettings, base: RunConfig, out: str | Path, progress: bool = True,
