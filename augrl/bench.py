@@ -654,12 +654,17 @@ def plan_runs(settings: BenchSettings, base: RunConfig) -> list[PlannedRun]:
     for task in settings.tasks:
         for shots in settings.shots:
             for seed in settings.seeds:
-                shared_cfg = base.replace(task=task, shots=shots, seed=seed)
                 for method in methods.values():
-                    cfg = method.run_config(shared_cfg)
-                    digest = config_hash(method, cfg, settings.variants, settings.augmenter_params)
-                    runs.append(PlannedRun(task, shots, seed, method, cfg, (task, method.name, seed, shots, digest)))
+                    runs.append(plan_run(method, base, task, shots, seed, settings))
     return runs
+
+
+def plan_run(method: BenchMethod, base: RunConfig, task: str, shots: int, seed: int,
+             settings: BenchSettings) -> PlannedRun:
+    """One (task, shots, seed) of ``method``, registered or not (a search trial's derived method)."""
+    cfg = method.run_config(base.replace(task=task, shots=shots, seed=seed))
+    digest = config_hash(method, cfg, settings.variants, settings.augmenter_params)
+    return PlannedRun(task, shots, seed, method, cfg, (task, method.name, seed, shots, digest))
 
 
 # ----------------------------------------------------------------------------- the loop
