@@ -304,10 +304,16 @@ def _trial_dirname(trial) -> str:
 
 
 class _Live:
-    """What the driver shows while trials finish (kept out of the pickled callbacks)."""
+    """What the driver shows while trials finish, and the caller's callbacks: kept out of the
+    callbacks Ray pickles into its experiment state, so a resumed search uses those of the
+    resuming call, not those of the first."""
 
-    def __init__(self, bar, log, key: str) -> None:
-        self.bar, self.log, self.key, self.best = bar, log, key, None
+    def __init__(self, bar, log, key: str, callbacks: list) -> None:
+        self.bar, self.log, self.key, self.best, self.callbacks = bar, log, key, None, callbacks
+
+    def forward(self, hook: str, *args, **kwargs) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(*args, **kwargs)
 
 
 _LIVE: dict[str, _Live] = {}
@@ -325,6 +331,11 @@ class TrialLines(tune.Callback):
     def __init__(self, out: str) -> None:
         self.out = out
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        live = _LIVE.get(self.out)
+        if live is not None:
+            live.forward("on_trial_start", iteration, trials, trial, **info)
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         line = (trial.last_result or {}).get("line")
         path = Path(self.out) / bench.RESULTS_FILE
@@ -339,12 +350,14 @@ class TrialLines(tune.Callback):
             if live.best is not None:
                 live.bar.set_postfix_str(f"best {live.key}={live.best:.4f}", refresh=False)
             live.bar.update(1)
+            live.forward("on_trial_complete", iteration, trials, trial, **info)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         live = _LIVE.get(self.out)
         if live is not None:
             live.log(f"tune: trial {trial.trial_id} failed after its retries (its error is in {trial.path})")
             live.bar.update(1)
+            live.forward("on_trial_error", iteration, trials, trial, **info)
 
 
 def _domain(spec):
@@ -509,7 +522,8 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
         progress: a bar over trials (rate, ETA, best value so far) on stderr.
         log: where messages go (default: stderr).
         ray_init: extra ``ray.init`` arguments when starting Ray (``num_cpus``, ``num_gpus``).
-        callbacks: extra ``ray.tune.Callback`` objects (driver side).
+        callbacks: objects with ``on_trial_start/complete/error`` hooks (``ray.tune.Callback``),
+            called on the driver for this call only (not saved with the experiment).
 
     Returns:
         ``{"out", "results", "trials", "errors", "interrupted", "best", "final", "report", ...}``.
@@ -537,7 +551,8 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
     done_before = len(_trial_ids(results))
     bar = tqdm(total=settings.num_samples, initial=done_before, desc="tune", unit="trial", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
-    _LIVE[str(out)] = _Live(bar, lambda m: bar.write(m, file=sys.stderr) if progress else say(m), key)
+    _LIVE[str(out)] = _Live(bar, lambda m: bar.write(m, file=sys.stderr) if progress else say(m), key,
+                            list(callbacks or []))
     start = time.perf_counter()
     try:
         context = _context(settings, base, space)
@@ -561,7 +576,7 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
                     name=EXPERIMENT, storage_path=str(out), stop=stop, verbose=2 if verbose else 0,
                     failure_config=tune.FailureConfig(max_failures=settings.max_failures),
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                    callbacks=[TrialLines(str(out))] + list(callbacks or [])))
+                    callbacks=[TrialLines(str(out))]))
         grid = tuner.fit()
         errors = [{"error": f"{type(e).__name__}: {e}"[:500]} for e in grid.errors]
         lines = [r for r in read_jsonl(results)[0] if r.get("command") == "tune"]

@@ -183,7 +183,7 @@ def test_resume_continues_without_repeating_finished_trials(ray_session, toy_tas
     lines = _lines(out)
     ids = [r["trial"]["id"] for r in lines]
     assert len(ids) == 3 == len(set(ids)) and done <= set(ids)
-    assert not done & set(started), "a finished trial was run again"
+    assert set(started) == set(ids) - done, "a finished trial was run again, or an unfinished one was not"
 
 
 def test_cli_tune_json_and_clear_errors(ray_session, toy_tasks, tiny_model_dir, tmp_path, capsys):
