@@ -474,8 +474,8 @@ def cmd_tune(args: argparse.Namespace) -> None:
     print(Path(summary["report"]["table_md"]).read_text())
     best = summary.get("best")
     if best:
-        print(f"best trial {best['trial_id']}: {summary['metric']}={best['val'].get(summary['metric'][4:])} "
-              f"with {best['sampled']}")
+        value = best["val"].get(summary["metric"].removeprefix("val_"))
+        print(f"best trial {best['trial_id']}: {summary['metric']}={value:.4f} with {best['sampled']}")
     for role, res in (summary.get("final") or {}).items():
         print(f"{role}: test " + ", ".join(f"{k}={v:.4f}" for k, v in res["test"].items()) + f" (seeds {res['seeds']})")
     if summary["errors"]:
