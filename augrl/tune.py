@@ -575,7 +575,8 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
                 run_config=tune.RunConfig(
                     name=EXPERIMENT, storage_path=str(out), stop=stop, verbose=2 if verbose else 0,
                     failure_config=tune.FailureConfig(max_failures=settings.max_failures),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                    # PBT copies other trials' checkpoints: keep a few so none is deleted under it
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=3 if settings.scheduler == "pbt" else 1),
                     callbacks=[TrialLines(str(out))]))
         grid = tuner.fit()
         errors = [{"error": f"{type(e).__name__}: {e}"[:500]} for e in grid.errors]
