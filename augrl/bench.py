@@ -96,6 +96,9 @@ SHARED_FIELDS = ("task", "shots", "seed", "data_dir", "teacher", "teacher_train"
 #: augrl modules that register bench methods when imported (imported on first lookup).
 METHOD_MODULES: list[str] = ["augrl.l2a", "augrl.policies"]
 
+#: the key of a method's ``options`` holding AugmentKDConfig settings for its environment (B, reward...)
+ENV_OPTION = "env"
+
 AUGMENTERS = ("eda", "mask", "pos", "ngram", "tang", "contextual", "cbert")
 
 
@@ -409,9 +412,11 @@ class BenchRun:
 
     def env_config(self, **changes):
         """The :class:`augrl.envs.AugmentKDConfig` of this run's split, teacher, student and KD
-        objective (for methods that act in ``augrl/AugmentKD-v0``), with ``changes``."""
+        objective (for methods that act in ``augrl/AugmentKD-v0``), with ``changes``; the
+        method's ``options["env"]`` (e.g. ``{"reward": "loss", "batch_size": 16}``) win over them."""
         from augrl.envs import AugmentKDConfig
 
+        changes = {**changes, **self.method.options.get(ENV_OPTION, {})}  # the method's own env settings win
         return AugmentKDConfig.from_run_config(self.cfg, variants=self.variants, **changes)
 
     def distil(self, pool=None, keep: Sequence[int] | None = None, objective: dict | None = None) -> Outcome:
@@ -575,8 +580,10 @@ def seed_list(value) -> list[int]:
 
 
 def preset_names() -> list[str]:
-    """The presets shipped in ``augrl/configs`` (``augrl bench --preset NAME``)."""
-    return sorted(p.name[:-5] for p in resources.files("augrl.configs").iterdir() if p.name.endswith(".yaml"))
+    """The presets shipped in ``augrl/configs`` (``augrl bench --preset NAME``); ``tune-*.yaml``
+    there are search spaces (:mod:`augrl.spaces`), not benches."""
+    return sorted(p.name[:-5] for p in resources.files("augrl.configs").iterdir()
+                  if p.name.endswith(".yaml") and not p.name.startswith("tune-"))
 
 
 def load_preset(name: str) -> BenchSettings:
@@ -584,6 +591,9 @@ def load_preset(name: str) -> BenchSettings:
     if Path(name).suffix in (".yaml", ".yml"):
         return BenchSettings.load(name)
     entry = resources.files("augrl.configs") / f"{name}.yaml"
+    if name.startswith("tune-") and entry.is_file():
+        raise ConfigError(f"{name!r} is a search space of `augrl tune` (--space {name}), not a bench preset; "
+                          f"bench presets: {', '.join(preset_names())}")
     if not entry.is_file():
         raise ConfigError(f"unknown preset {name!r}; available: {', '.join(preset_names())} (or a YAML file path)")
     with resources.as_file(entry) as path:
@@ -644,20 +654,34 @@ def plan_runs(settings: BenchSettings, base: RunConfig) -> list[PlannedRun]:
     for task in settings.tasks:
         for shots in settings.shots:
             for seed in settings.seeds:
-                shared_cfg = base.replace(task=task, shots=shots, seed=seed)
                 for method in methods.values():
-                    cfg = method.run_config(shared_cfg)
-                    digest = config_hash(method, cfg, settings.variants, settings.augmenter_params)
-                    runs.append(PlannedRun(task, shots, seed, method, cfg, (task, method.name, seed, shots, digest)))
+                    runs.append(plan_run(method, base, task, shots, seed, settings))
     return runs
+
+
+def plan_run(method: BenchMethod, base: RunConfig, task: str, shots: int, seed: int,
+             settings: BenchSettings) -> PlannedRun:
+    """One (task, shots, seed) of ``method``, registered or not (a search trial's derived method)."""
+    cfg = method.run_config(base.replace(task=task, shots=shots, seed=seed))
+    digest = config_hash(method, cfg, settings.variants, settings.augmenter_params)
+    return PlannedRun(task, shots, seed, method, cfg, (task, method.name, seed, shots, digest))
 
 
 # ----------------------------------------------------------------------------- the loop
 
 
 def run_one(run: PlannedRun, shared: SharedSeed, settings: BenchSettings, progress: bool = True,
-            max_steps: int | None = None) -> dict:
-    """Run one planned run and return its record (not yet written)."""
+            max_steps: int | None = None, evaluate_test: bool = True) -> dict:
+    """Run one planned run and return its record (not yet written).
+
+    With ``evaluate_test`` False the model is never evaluated on the test set and the record's
+    ``metrics`` hold ``val`` alone (hyperparameter search trials, :mod:`augrl.tune`)."""
+    return run_outcome(run, shared, settings, progress, max_steps, evaluate_test)[0]
+
+
+def run_outcome(run: PlannedRun, shared: SharedSeed, settings: BenchSettings, progress: bool = True,
+                max_steps: int | None = None, evaluate_test: bool = True) -> tuple[dict, Outcome]:
+    """:func:`run_one`, also handing back the method's :class:`Outcome` (its trained model)."""
     from augrl.training import evaluate
 
     ctx = BenchRun(run.method, run.cfg, shared, settings.variants, settings.augmenter_params, progress, max_steps)
@@ -665,15 +689,19 @@ def run_one(run: PlannedRun, shared: SharedSeed, settings: BenchSettings, progre
     start = time.perf_counter()
     outcome = run.method.run(ctx)
     data = shared.data
-    test = evaluate(outcome.model, data.test, data.task.spec, data.device, run.cfg.teacher_train.eval_batch_size)
+    test = None
+    if evaluate_test:
+        test = evaluate(outcome.model, data.test, data.task.spec, data.device, run.cfg.teacher_train.eval_batch_size)
     seconds = time.perf_counter() - start - (shared.wait_seconds - waited) + ctx.charged_seconds
     record = _record("bench", run.method.name, run.cfg, data, test, outcome.best_val, outcome.params, seconds,
                      outcome.stages)
+    if test is None:
+        del record["metrics"]["test"]
     record.update({"config_hash": run.key[-1], "variants": settings.variants, "augmenter": ctx.info.get("augmenter"),
                    "objective": outcome.objective, "pool": ctx.info.get("pool"), "teacher": ctx.info.get("teacher"),
                    "method_description": run.method.description, "method_options": run.method.options,
                    **outcome.extra})
-    return record
+    return record, outcome
 
 
 def run_bench(settings: BenchSettings, base: RunConfig, out: str | Path, progress: bool = True,

@@ -441,6 +441,47 @@ def cmd_report(args: argparse.Namespace) -> None:
         print("wrote " + ", ".join([summary["table_md"], summary["table_csv"], *summary["plots"]]), file=sys.stderr)
 
 
+def cmd_tune(args: argparse.Namespace) -> None:
+    from augrl import tune
+
+    if args.list:
+        from augrl import spaces
+
+        for name in spaces.preset_names():
+            space = spaces.load_space(name)
+            print(f"{name:10s} {', '.join(space.methods)}: {space.description}")
+        return
+    out = args.resume or args.out
+    if not out:
+        raise AugrlError("augrl tune needs --out DIR (results.jsonl, final.jsonl, tables and Ray's state go there), "
+                         "or --resume DIR")
+    settings = base = None
+    if not args.resume:
+        settings = tune.TuneSettings(
+            task=args.task, method=args.method, space=args.space, num_samples=args.num_samples,
+            scheduler=args.scheduler, search=args.search, search_seed=args.search_seed, seeds=args.seeds,
+            final_seeds=args.final_seeds, final=args.final, shots=args.shots, variants=args.variants,
+            max_steps=args.max_steps, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+            max_concurrent=args.max_concurrent, max_failures=args.max_failures, imports=list(args.import_modules))
+        # trials set task, shots and seed; the rest of the run config comes from the flags
+        base = _run_config(argparse.Namespace(**{**vars(args), "task": None, "shots": None, "seed": None,
+                                                 "student": None}))
+    summary = tune.run_tune(settings, base, out, resume=bool(args.resume), address=args.address,
+                            verbose=args.verbose, progress=not args.quiet)
+    if args.json:
+        print(json.dumps(summary, default=str))
+        return
+    print(Path(summary["report"]["table_md"]).read_text())
+    best = summary.get("best")
+    if best:
+        value = best["val"].get(summary["metric"].removeprefix("val_"))
+        print(f"best trial {best['trial_id']}: {summary['metric']}={value:.4f} with {best['sampled']}")
+    for role, res in (summary.get("final") or {}).items():
+        print(f"{role}: test " + ", ".join(f"{k}={v:.4f}" for k, v in res["test"].items()) + f" (seeds {res['seeds']})")
+    if summary["errors"]:
+        print(f"{len(summary['errors'])} trial(s) failed; see {out}/ray", file=sys.stderr)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="augrl", description="Learned data augmentation for knowledge distillation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -578,6 +619,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print a JSON summary (runs done, files written) last")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("tune", help="hyperparameter search on Ray Tune: trials are bench runs with sampled settings")
+    p.add_argument("--task", default="rt", help="task name or task YAML file (default rt)")
+    p.add_argument("--method", default="kd", help="the bench method searched (see `augrl bench --list`)")
+    p.add_argument("--space", default=None, help="search space: a preset (see --list) or a YAML file "
+                                                 "(default: the method's preset)")
+    p.add_argument("--num-samples", type=int, default=8, help="trials (default 8)")
+    p.add_argument("--scheduler", default="asha", choices=["asha", "pbt", "fifo"], help="trial scheduler (default asha)")
+    p.add_argument("--search", default="random", choices=["random", "optuna"],
+                   help="search algorithm (optuna: Ray's OptunaSearch, needs `pip install optuna`)")
+    p.add_argument("--search-seed", type=int, default=0, help="seed of the sampler (default 0)")
+    p.add_argument("--seeds", default="1", help="split/training seeds each trial runs in turn: N or 0,3,7 (default 1); "
+                                                "ASHA stops poor trials after their first seed")
+    p.add_argument("--final-seeds", default=None, help="seeds of the final test of the best and default "
+                                                       "configurations (default: --seeds)")
+    p.add_argument("--final", default="best+default", choices=["best+default", "best", "none"],
+                   help="what is tested after the search (default best+default)")
+    p.add_argument("--shots", type=int, default=40, help="target train examples per class (default 40)")
+    p.add_argument("--variants", type=int, default=4, help="candidates per target train example (default 4)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs of one trial; torch threads follow (default 1)")
+    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="GPUs of one trial, fractions allowed (default 0)")
+    p.add_argument("--max-concurrent", type=int, default=None, help="trials at once (default: as resources allow)")
+    p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial from its checkpoint")
+    p.add_argument("--address", default=None, help="a running Ray cluster (auto, HOST:PORT); default: start Ray here")
+    p.add_argument("--out", default=None, help="the search folder")
+    p.add_argument("--resume", default=None, metavar="DIR", help="continue the search in DIR (its settings are kept)")
+    p.add_argument("--import", dest="import_modules", action="append", default=[], metavar="MODULE",
+                   help="import a module that registers bench methods, repeatable")
+    p.add_argument("--list", action="store_true", help="list the shipped search spaces, and exit")
+    p.add_argument("--data-dir", default=None, help="data root (default: $AUGRL_DATA, else the Hugging Face hub)")
+    p.add_argument("--max-steps", type=int, default=None, help="cap on optimiser steps per training stage")
+    p.add_argument("--config", default=None, help="YAML/JSON RunConfig every trial starts from; flags win")
+    p.add_argument("--teacher", default=None, help="teacher encoder: minilm (default, offline), hub name or folder")
+    p.add_argument("--student-layers", type=int, default=None, help="layers the transformer student keeps (default 2)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of each training stage")
+    p.add_argument("--lr", type=float, default=None, help="learning rate of each training stage")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", default=None, help="auto (default: the GPU Ray assigns, else CPU), cpu, cuda")
+    _add_leakage_flag(p)
+    p.add_argument("--json", action="store_true", help="print a JSON summary (trials, best, final test) last")
+    p.add_argument("--verbose", action="store_true", help="Ray's logs, trial table and the trials' output")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_tune)
 
     p = sub.add_parser("report", help="rebuild a bench folder's table.md, table.csv and plots from results.jsonl")
     p.add_argument("dir", help="the bench folder (holding results.jsonl)")

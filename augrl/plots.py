@@ -130,3 +130,38 @@ def plot_metric_vs_shots(rows, metric: str, path: str | Path, title: str = "") -
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return save_figure(fig, path)
+
+
+def plot_search(trials: list[dict], metric: str, path: str | Path, title: str = "", best: str | None = None) -> Path:
+    """A hyperparameter search: the validation ``metric`` of each trial against each sampled
+    parameter, one panel per parameter (categorical values at evenly spaced positions).
+
+    Args:
+        trials: ``[{"id": trial id, "value": metric, "sampled": {param: value}}, ...]``.
+        metric: axis label, e.g. ``val accuracy``.
+        path: where to write the PNG.
+        best: the id of the best trial, drawn as a star.
+    """
+    params = sorted({k for t in trials for k in t["sampled"]})
+    cols = min(3, max(1, len(params)))
+    rows = (len(params) + cols - 1) // cols or 1
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for ax, param in zip(axes.flat, params):
+        points = [(t["sampled"].get(param), t["value"], t["id"] == best) for t in trials if param in t["sampled"]]
+        numeric = all(isinstance(p[0], (int, float)) and not isinstance(p[0], bool) for p in points)
+        if numeric:
+            xs = [p[0] for p in points]
+        else:
+            cats = sorted({str(p[0]) for p in points})
+            xs = [cats.index(str(p[0])) for p in points]
+            ax.set_xticks(range(len(cats)), cats, fontsize=8)
+        ax.scatter([x for x, p in zip(xs, points) if not p[2]], [p[1] for p in points if not p[2]], alpha=0.7)
+        ax.scatter([x for x, p in zip(xs, points) if p[2]], [p[1] for p in points if p[2]], marker="*", s=160,
+                   color="tab:red", label="best")
+        if numeric and len(xs) > 1 and min(xs) > 0 and max(xs) / min(xs) > 20:
+            ax.set_xscale("log")
+        ax.set(xlabel=param, ylabel=metric)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(params):]:
+        ax.set_visible(False)
+    return save_figure(fig, path, title)

@@ -253,7 +253,7 @@ def _bench_policy(ctx):
     then a fresh student distilled on the target set plus the candidates it keeps. A control
     student on a random subset of the same size is trained too; its test metrics are recorded
     under ``random_same_size`` and its time is not charged to the row."""
-    options = dict(ctx.method.options)
+    options = {k: v for k, v in ctx.method.options.items() if k != "env"}  # env settings: ctx.env_config
     cfg = PolicyConfig.from_dict({**options, "max_steps": ctx.max_steps}, source=f"bench method {ctx.method.name}")
     pool = ctx.pool(ctx.method.augmenter, params=ctx.method.augmenter_params)
     env_cfg = ctx.env_config(augmenter=ctx.method.augmenter, pool_size=len(pool), decision=ALGOS[cfg.algo],

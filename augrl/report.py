@@ -1,4 +1,5 @@
-"""Tables and plots of a benchmark, rebuilt from ``DIR/results.jsonl`` alone (``augrl report DIR``).
+"""Tables and plots of a benchmark, rebuilt from ``DIR/results.jsonl`` alone (``augrl report DIR``);
+for a search folder (``augrl tune``) also the trials' table and ``search.png``.
 
 Writes, for every task and shots value in the file:
 
@@ -309,6 +310,87 @@ def _write(path: Path, text: str) -> Path:
     return path
 
 
+def load_search(folder: str | Path) -> tuple[list[dict], list[dict]]:
+    """The trial lines (``command: "tune"``) of ``folder/results.jsonl`` and the final test
+    records of ``folder/final.jsonl`` (:mod:`augrl.tune`)."""
+    records, _ = read_jsonl(Path(folder) / "results.jsonl")
+    finals, _ = read_jsonl(Path(folder) / "final.jsonl")
+    return ([r for r in records if isinstance(r, dict) and r.get("command") == "tune"],
+            [r for r in finals if isinstance(r, dict) and r.get("command") == "tune-final"])
+
+
+def _search_groups(trials: list[dict]) -> dict[tuple, list[dict]]:
+    out: dict[tuple, list[dict]] = {}
+    for t in trials:
+        out.setdefault((t.get("task"), t.get("method"), t.get("shots")), []).append(t)
+    return out
+
+
+def _main_metric(group: list[dict]) -> str:
+    return next(iter(group[0]["metrics"]["val"]))
+
+
+def _value(v) -> str:
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def search_markdown(trials: list[dict], finals: list[dict]) -> str:
+    """The search tables: per (task, method, shots), the trials best first with their mean
+    validation metrics and sampled values; then the final test of the best and the default
+    configuration."""
+    lines = ["# Search results", "",
+             "Trials of `augrl tune`, best first: validation metrics, mean over each trial's seeds (trials never "
+             "evaluate on test). The best configuration (first row) and the method's default were then tested "
+             "once on the final seeds (`final.jsonl`).", ""]
+    for (task, method, shots), group in _search_groups(trials).items():
+        metric = _main_metric(group)
+        metrics = list(group[0]["metrics"]["val"])
+        params = sorted({k for t in group for k in t.get("sampled", {})})
+        group = sorted(group, key=lambda t: -float(t["metrics"]["val"].get(metric, float("-inf"))))
+        lines += [f"## {task}, {method}, {shots} shots per class", "",
+                  "| trial | " + " | ".join(f"val {m}" for m in metrics) + " | seeds | " + " | ".join(params)
+                  + " | s/trial | gpu |",
+                  "|---|" + "---|" * (len(metrics) + len(params) + 3)]
+        for t in group:
+            vals = [_fmt(t["metrics"]["val"].get(m)) for m in metrics]
+            sampled = [_value(t.get("sampled", {}).get(p, "-")) for p in params]
+            gpu = ",".join((t.get("ray") or {}).get("gpu_ids") or []) or "-"
+            lines.append(f"| {(t.get('trial') or {}).get('id')} | " + " | ".join(vals) +
+                         f" | {len(t.get('seeds') or [])} | " + " | ".join(sampled) +
+                         f" | {float(t.get('wall_time_s') or 0):.0f} | {gpu} |")
+        lines.append("")
+        mine = [f for f in finals if (f.get("task"), f.get("method"), f.get("shots")) == (task, method, shots)]
+        if mine:
+            tests = list(mine[0]["metrics"]["test"])
+            lines += ["Final test (mean over seeds):", "", "| configuration | " + " | ".join(f"test {m}" for m in tests)
+                      + " | seeds | sampled |", "|---|" + "---|" * (len(tests) + 2)]
+            for role in dict.fromkeys(f["role"] for f in mine):
+                runs = [f for f in mine if f["role"] == role]
+                means = [_fmt(statistics.fmean(float(f["metrics"]["test"][m]) for f in runs)) for m in tests]
+                sampled = ", ".join(f"{k}={_value(v)}" for k, v in runs[-1].get("sampled", {}).items()) or "-"
+                lines.append(f"| {role} | " + " | ".join(means) + f" | {len(runs)} | {sampled} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+def search_plots(trials: list[dict], folder: Path) -> list[str]:
+    """``search.png`` (one search in the folder) or ``search-<task>-<method>.png``: the
+    validation metric against each sampled parameter."""
+    from augrl.plots import plot_search
+
+    groups = _search_groups(trials)
+    out = []
+    for (task, method, shots), group in groups.items():
+        metric = _main_metric(group)
+        points = [{"id": (t.get("trial") or {}).get("id"), "value": float(t["metrics"]["val"][metric]),
+                   "sampled": t.get("sampled") or {}} for t in group if metric in t["metrics"]["val"]]
+        best = max(points, key=lambda p: p["value"])["id"] if points else None
+        name = "search.png" if len(groups) == 1 else f"search-{_slug(task)}-{_slug(method)}-{shots}.png"
+        out.append(str(plot_search(points, f"val {metric}", folder / name,
+                                   f"{task} {method}, {shots} shots: validation {metric} per trial", best)))
+    return out
+
+
 def write_report(folder: str | Path, quiet: bool = False) -> dict:
     """Rebuild ``table.md``, ``table.csv`` and the PNGs of ``folder`` from its results.jsonl.
 
@@ -337,7 +419,12 @@ def write_report(folder: str | Path, quiet: bool = False) -> dict:
             task_rows = [r for r in rows if r.task == task]
             plots.append(str(plot_metric_vs_shots(task_rows, _metrics(task_rows)[0], folder / f"{_slug(task)}-datasize.png",
                                                   f"{task}: test {_metrics(task_rows)[0]} against training shots")))
-    md = _write(folder / "table.md", markdown(rows, notes))
+    trials, finals = load_search(folder)
+    text = markdown(rows, notes) if rows or not trials else ""
+    if trials:
+        text += search_markdown(trials, finals)
+        plots += search_plots(trials, folder)
+    md = _write(folder / "table.md", text)
     table_csv = _write(folder / "table.csv", csv_text(rows))
     if not quiet:
         for note in notes:
