@@ -482,6 +482,22 @@ def cmd_tune(args: argparse.Namespace) -> None:
         print(f"{len(summary['errors'])} trial(s) failed; see {out}/ray", file=sys.stderr)
 
 
+def _add_bench_run_flags(p: argparse.ArgumentParser, unit: str, device_help: str) -> None:
+    """The RunConfig flags of `bench` and `tune` (read by ``_run_config``); ``unit`` is what
+    starts from the config (a bench method, a search trial)."""
+    p.add_argument("--data-dir", default=None, help="data root (default: $AUGRL_DATA, else the Hugging Face hub)")
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="cap on optimiser steps per training stage (also MLM fine-tuning in augmenters)")
+    p.add_argument("--config", default=None, help=f"YAML/JSON RunConfig every {unit} starts from; flags win")
+    p.add_argument("--teacher", default=None, help="teacher encoder: minilm (default, offline), hub name or folder")
+    p.add_argument("--student-layers", type=int, default=None, help="layers the transformer student keeps (default 2)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs of each training stage")
+    p.add_argument("--lr", type=float, default=None, help="learning rate of each training stage")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", default=None, help=device_help)
+    _add_leakage_flag(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="augrl", description="Learned data augmentation for knowledge distillation.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -605,17 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="import a module that registers bench methods (augrl.bench.register), repeatable")
     p.add_argument("--list", action="store_true", help="list the methods and presets, and exit")
     p.add_argument("--out", default=None, help="the bench folder: results.jsonl, table.md, table.csv, plots")
-    p.add_argument("--data-dir", default=None, help="data root (default: $AUGRL_DATA, else the Hugging Face hub)")
-    p.add_argument("--max-steps", type=int, default=None,
-                   help="cap on optimiser steps per training stage (also MLM fine-tuning in augmenters)")
-    p.add_argument("--config", default=None, help="YAML/JSON RunConfig every method starts from; flags win")
-    p.add_argument("--teacher", default=None, help="teacher encoder: minilm (default, offline), hub name or folder")
-    p.add_argument("--student-layers", type=int, default=None, help="layers the transformer student keeps (default 2)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs of each training stage")
-    p.add_argument("--lr", type=float, default=None, help="learning rate of each training stage")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
-    _add_leakage_flag(p)
+    _add_bench_run_flags(p, "method", "auto (default), cpu, cuda, cuda:N, mps")
     p.add_argument("--json", action="store_true", help="print a JSON summary (runs done, files written) last")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bench)
@@ -648,16 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--import", dest="import_modules", action="append", default=[], metavar="MODULE",
                    help="import a module that registers bench methods, repeatable")
     p.add_argument("--list", action="store_true", help="list the shipped search spaces, and exit")
-    p.add_argument("--data-dir", default=None, help="data root (default: $AUGRL_DATA, else the Hugging Face hub)")
-    p.add_argument("--max-steps", type=int, default=None, help="cap on optimiser steps per training stage")
-    p.add_argument("--config", default=None, help="YAML/JSON RunConfig every trial starts from; flags win")
-    p.add_argument("--teacher", default=None, help="teacher encoder: minilm (default, offline), hub name or folder")
-    p.add_argument("--student-layers", type=int, default=None, help="layers the transformer student keeps (default 2)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs of each training stage")
-    p.add_argument("--lr", type=float, default=None, help="learning rate of each training stage")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--device", default=None, help="auto (default: the GPU Ray assigns, else CPU), cpu, cuda")
-    _add_leakage_flag(p)
+    _add_bench_run_flags(p, "trial", "auto (default: the GPU Ray assigns, else CPU), cpu, cuda")
     p.add_argument("--json", action="store_true", help="print a JSON summary (trials, best, final test) last")
     p.add_argument("--verbose", action="store_true", help="Ray's logs, trial table and the trials' output")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
