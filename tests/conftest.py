@@ -147,7 +147,8 @@ def fitted_augmenters(toy_tasks, tiny_model_dir) -> dict:
     try:
         for kind in ("single", "pair"):
             for name in baselines.names():
-                params = {"mlm": str(tiny_model_dir), "mlm_steps": 20} if name in ("contextual", "cbert") else {}
+                uses_mlm = "mlm" in baselines.parameters(name)  # contextual, cbert, l2a: never the real MiniLM here
+                params = {"mlm": str(tiny_model_dir), "mlm_steps": 20} if uses_mlm else {}
                 out[(name, kind)] = baselines.get(name, **params).fit(toy_tasks[kind])
     finally:
         torch.set_num_threads(before)
