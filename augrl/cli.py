@@ -470,8 +470,12 @@ def cmd_tune(args: argparse.Namespace) -> None:
                             verbose=args.verbose, progress=not args.quiet)
     if args.json:
         print(json.dumps(summary, default=str))
+    elif summary["report"]:
+        print(Path(summary["report"]["table_md"]).read_text())
+    if summary["interrupted"]:
+        raise KeyboardInterrupt  # exit 130 like an interrupted bench; finished trials are kept
+    if args.json:
         return
-    print(Path(summary["report"]["table_md"]).read_text())
     best = summary.get("best")
     if best:
         value = best["val"].get(summary["metric"].removeprefix("val_"))

@@ -443,7 +443,8 @@ def _search_alg(settings: TuneSettings, metric: str):
     if settings.search == "random":
         from ray.tune.search import BasicVariantGenerator
 
-        return BasicVariantGenerator(random_state=settings.search_seed)
+        # Ray ignores TuneConfig.max_concurrent_trials for a search_alg of this class: it is set here
+        return BasicVariantGenerator(random_state=settings.search_seed, max_concurrent=settings.max_concurrent or 0)
     if importlib.util.find_spec("optuna") is None:
         raise ConfigError("--search optuna needs Optuna, which is not installed: pip install optuna "
                           "(or use --search random)")
@@ -602,7 +603,8 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
             ray.shutdown()
     from augrl.report import write_report
 
-    summary["report"] = write_report(out, quiet=True)
+    # a search stopped before any trial finished has no lines to report yet
+    summary["report"] = write_report(out, quiet=True) if summary["trials"] else None
     return summary
 
 

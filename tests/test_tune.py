@@ -186,6 +186,19 @@ def test_resume_continues_without_repeating_finished_trials(ray_session, toy_tas
     assert set(started) == set(ids) - done, "a finished trial was run again, or an unfinished one was not"
 
 
+def test_max_concurrent_one_runs_trials_one_at_a_time(ray_session, toy_tasks, base, tmp_path):
+    """Ray ignores TuneConfig.max_concurrent_trials when given a BasicVariantGenerator; the
+    limit must still hold (the scaling figure measures exactly this)."""
+    from augrl.tune import run_tune
+
+    out = tmp_path / "serial"
+    summary = run_tune(_settings(toy_tasks, tmp_path, num_samples=2, max_concurrent=1, final="none"), base, out,
+                       progress=False)
+    assert summary["trials"] == 2 and summary["errors"] == []
+    first, second = sorted((r["ray"]["started_at"], r["ray"]["ended_at"]) for r in _lines(out))
+    assert first[1] <= second[0], f"trials overlapped: {first} and {second}"
+
+
 def test_cli_tune_json_and_clear_errors(ray_session, toy_tasks, tiny_model_dir, tmp_path, capsys):
     out = tmp_path / "cli"
     space = tmp_path / "space.yaml"
