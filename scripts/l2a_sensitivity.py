@@ -55,7 +55,7 @@ def plot(out: Path, task: str) -> Path:
                     yerr=[np.std(v, ddof=1) if len(v) > 1 else 0.0 for _, v in points], marker="o", capsize=3,
                     label="kd+l2a")
         if kd:
-            ax.axhline(np.mean(kd), color="gray", linestyle="--", label=f"kd ({len(kd)} seeds)")
+            ax.axhline(np.mean(kd), color="gray", linestyle="--", label=f"kd (n={len(kd)})")
         ax.set(xlabel=name, title=f"{task}: L2A against {name} ({'T' if name == 'alpha' else 'alpha'} = 1)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
