@@ -580,10 +580,8 @@ def seed_list(value) -> list[int]:
 
 
 def preset_names() -> list[str]:
-    """The presets shipped in ``augrl/configs`` (``augrl bench --preset NAME``); ``tune-*.yaml``
-    there are search spaces (:mod:`augrl.spaces`), not benches."""
-    return sorted(p.name[:-5] for p in resources.files("augrl.configs").iterdir()
-                  if p.name.endswith(".yaml") and not p.name.startswith("tune-"))
+    """The presets shipped in ``augrl/configs`` (``augrl bench --preset NAME``)."""
+    return sorted(p.name[:-5] for p in resources.files("augrl.configs").iterdir() if p.name.endswith(".yaml"))
 
 
 def load_preset(name: str) -> BenchSettings:
@@ -591,9 +589,6 @@ def load_preset(name: str) -> BenchSettings:
     if Path(name).suffix in (".yaml", ".yml"):
         return BenchSettings.load(name)
     entry = resources.files("augrl.configs") / f"{name}.yaml"
-    if name.startswith("tune-") and entry.is_file():
-        raise ConfigError(f"{name!r} is a search space of `augrl tune` (--space {name}), not a bench preset; "
-                          f"bench presets: {', '.join(preset_names())}")
     if not entry.is_file():
         raise ConfigError(f"unknown preset {name!r}; available: {', '.join(preset_names())} (or a YAML file path)")
     with resources.as_file(entry) as path:

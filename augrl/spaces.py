@@ -1,6 +1,6 @@
 """Search spaces of a hyperparameter search (``augrl tune``), and how a sample becomes a bench method.
 
-A space is a YAML file: shipped presets live in ``augrl/configs/tune-*.yaml`` (``tune-kd``,
+A space is a YAML file: shipped presets live in ``augrl/configs/spaces/`` (``tune-kd``,
 ``tune-eda``, ``tune-tang``, ``tune-l2a``, ``tune-rl``); ``augrl tune --space FILE`` takes a
 file of your own, which may start from a preset (``base: tune-eda``) and change or drop
 (``null``) some of its parameters::
@@ -50,7 +50,6 @@ import yaml
 
 from augrl.errors import ConfigError
 
-PREFIX = "tune-"
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 NAMESPACES = ("variants", "augmenter", "options", "env", "config")
 #: environment fields a search may set (the rest follow the run: split, teacher, student, objective)
@@ -85,10 +84,14 @@ class SearchSpace:
         return {k: v for k, v in self.params.items() if not isinstance(v, dict)}
 
 
+def _shipped():
+    """The folder of the shipped spaces (package data, apart from the bench presets)."""
+    return resources.files("augrl.configs") / "spaces"
+
+
 def preset_names() -> list[str]:
-    """The shipped spaces (``augrl/configs/tune-*.yaml``)."""
-    return sorted(p.name[:-5] for p in resources.files("augrl.configs").iterdir()
-                  if p.name.startswith(PREFIX) and p.name.endswith(".yaml"))
+    """The shipped spaces (``augrl/configs/spaces/*.yaml``)."""
+    return sorted(p.name[:-5] for p in _shipped().iterdir() if p.name.endswith(".yaml"))
 
 
 def _read(name: str) -> tuple[dict, str]:
@@ -98,8 +101,8 @@ def _read(name: str) -> tuple[dict, str]:
             raise ConfigError(f"search space {name}: file not found")
         text, source = path.read_text(), str(path)
     else:
-        entry = resources.files("augrl.configs") / f"{name}.yaml"
-        if not name.startswith(PREFIX) or not entry.is_file():
+        entry = _shipped() / f"{name}.yaml"
+        if not entry.is_file():
             raise ConfigError(f"unknown search space {name!r}; shipped: {', '.join(preset_names())} "
                               "(or the path of a YAML file)")
         text, source = entry.read_text(), name
