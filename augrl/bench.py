@@ -419,6 +419,13 @@ class BenchRun:
         changes = {**changes, **self.method.options.get(ENV_OPTION, {})}  # the method's own env settings win
         return AugmentKDConfig.from_run_config(self.cfg, variants=self.variants, **changes)
 
+    def options_config(self, cls):
+        """The method's ``options`` as a config dataclass ``cls`` (e.g. ``L2AConfig``,
+        ``PolicyConfig``): its environment settings (``options["env"]``, read by
+        :meth:`env_config`) left out, the bench's ``max_steps`` put in."""
+        options = {k: v for k, v in self.method.options.items() if k not in (ENV_OPTION, "max_steps")}
+        return cls.from_dict({**options, "max_steps": self.max_steps}, source=f"bench method {self.method.name}")
+
     def distil(self, pool=None, keep: Sequence[int] | None = None, objective: dict | None = None) -> Outcome:
         """A fresh student distilled from the seed's teacher on the target train set plus the
         kept candidates of ``pool`` (all when ``keep`` is None; no pool: plain KD)."""

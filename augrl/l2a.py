@@ -248,8 +248,7 @@ def _bench_l2a(ctx) -> "object":
     candidates in the pool, of which the selector keeps a subset."""
     from augrl import baselines
 
-    options = {k: v for k, v in ctx.method.options.items() if k not in ("max_steps", "env")}  # env: ctx.env_config
-    cfg = L2AConfig.from_dict({**options, "max_steps": ctx.max_steps}, source=f"bench method {ctx.method.name}")
+    cfg = ctx.options_config(L2AConfig)
     settings = ctx.augmenter_settings("l2a", ctx.method.augmenter_params)
     env_cfg = l2a_env_config(ctx.env_config(augmenter="l2a", augmenter_params=settings), cfg, len(ctx.data.train))
     teacher = ctx.teacher()

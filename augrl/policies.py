@@ -253,13 +253,12 @@ def _bench_policy(ctx):
     then a fresh student distilled on the target set plus the candidates it keeps. A control
     student on a random subset of the same size is trained too; its test metrics are recorded
     under ``random_same_size`` and its time is not charged to the row."""
-    options = {k: v for k, v in ctx.method.options.items() if k != "env"}  # env settings: ctx.env_config
-    cfg = PolicyConfig.from_dict({**options, "max_steps": ctx.max_steps}, source=f"bench method {ctx.method.name}")
+    from augrl.envs import build_world
+
+    cfg = ctx.options_config(PolicyConfig)
     pool = ctx.pool(ctx.method.augmenter, params=ctx.method.augmenter_params)
     env_cfg = ctx.env_config(augmenter=ctx.method.augmenter, pool_size=len(pool), decision=ALGOS[cfg.algo],
                              batch_size=min(32, len(pool)))
-    from augrl.envs import build_world
-
     world = build_world(env_cfg, progress=False, data=ctx.data, teacher=ctx.teacher(), pool=pool)
     agent, log, seconds = learn_policy(world, cfg, ctx.cfg.seed, progress=ctx.progress)
     kept = sorted(kept_by_policy(agent, world, ALGOS[cfg.algo], seed=ctx.cfg.seed))
