@@ -460,14 +460,16 @@ def cmd_tune(args: argparse.Namespace) -> None:
         settings = tune.TuneSettings(
             task=args.task, method=args.method, space=args.space, num_samples=args.num_samples,
             scheduler=args.scheduler, search=args.search, search_seed=args.search_seed, seeds=args.seeds,
-            final_seeds=args.final_seeds, final=args.final, shots=args.shots, variants=args.variants,
+            final_seeds=args.final_seeds, final=args.final or "best+default", shots=args.shots, variants=args.variants,
             max_steps=args.max_steps, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
             max_concurrent=args.max_concurrent, max_failures=args.max_failures, imports=list(args.import_modules))
         # trials set task, shots and seed; the rest of the run config comes from the flags
         base = _run_config(argparse.Namespace(**{**vars(args), "task": None, "shots": None, "seed": None,
                                                  "student": None}))
+    # on --resume only the final test may change: --final/--final-seeds replace the saved ones
+    final = {"final": args.final, "final_seeds": args.final_seeds} if args.resume else {}
     summary = tune.run_tune(settings, base, out, resume=bool(args.resume), address=args.address,
-                            verbose=args.verbose, progress=not args.quiet)
+                            verbose=args.verbose, progress=not args.quiet, **final)
     if args.json:
         print(json.dumps(summary, default=str))
     elif summary["report"]:
@@ -643,9 +645,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", default="1", help="split/training seeds each trial runs in turn: N or 0,3,7 (default 1); "
                                                 "ASHA stops poor trials after their first seed")
     p.add_argument("--final-seeds", default=None, help="seeds of the final test of the best and default "
-                                                       "configurations (default: --seeds)")
-    p.add_argument("--final", default="best+default", choices=["best+default", "best", "none"],
-                   help="what is tested after the search (default best+default)")
+                                                       "configurations (default: --seeds); with --resume, "
+                                                       "extends a finished search's test")
+    p.add_argument("--final", default=None, choices=["best+default", "best", "none"],
+                   help="what is tested after the search (default best+default); may change with --resume")
     p.add_argument("--shots", type=int, default=40, help="target train examples per class (default 40)")
     p.add_argument("--variants", type=int, default=4, help="candidates per target train example (default 4)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0, help="CPUs of one trial; torch threads follow (default 1)")
@@ -654,7 +657,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-failures", type=int, default=2, help="retries of a crashed trial from its checkpoint")
     p.add_argument("--address", default=None, help="a running Ray cluster (auto, HOST:PORT); default: start Ray here")
     p.add_argument("--out", default=None, help="the search folder")
-    p.add_argument("--resume", default=None, metavar="DIR", help="continue the search in DIR (its settings are kept)")
+    p.add_argument("--resume", default=None, metavar="DIR",
+                   help="continue the search in DIR (its settings are kept, but for --final and --final-seeds)")
     p.add_argument("--import", dest="import_modules", action="append", default=[], metavar="MODULE",
                    help="import a module that registers bench methods, repeatable")
     p.add_argument("--list", action="store_true", help="list the shipped search spaces, and exit")

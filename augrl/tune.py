@@ -490,6 +490,20 @@ def load_search(out: str | Path) -> tuple[TuneSettings, object, object]:
             SearchSpace(saved.get("space_name") or "space", saved["space"]))
 
 
+def _final_overrides(out: Path, settings: TuneSettings, final: str | None, final_seeds) -> TuneSettings:
+    """``settings`` with a new final test, saved back to ``out/tune.json`` so a later resume
+    keeps it."""
+    changes = {k: v for k, v in (("final", final), ("final_seeds", final_seeds)) if v is not None}
+    if not changes:
+        return settings
+    settings = settings.replace(**changes)
+    path = out / SETTINGS_FILE
+    saved = json.loads(path.read_text())
+    saved["settings"] = settings.to_dict()
+    path.write_text(json.dumps(saved, indent=2, default=str))
+    return settings
+
+
 def prepare_search(settings: TuneSettings, base):
     """Resolve and check the method and space before Ray starts; returns ``(settings, space, metric)``."""
     from augrl import spaces
@@ -508,8 +522,8 @@ def prepare_search(settings: TuneSettings, base):
 
 
 def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = "tune", *, resume: bool = False,
-             address: str | None = None, verbose: bool = False, progress: bool = True, log=None,
-             ray_init: dict | None = None, callbacks: list | None = None) -> dict:
+             final: str | None = None, final_seeds=None, address: str | None = None, verbose: bool = False,
+             progress: bool = True, log=None, ray_init: dict | None = None, callbacks: list | None = None) -> dict:
     """Run (or, with ``resume``, continue) a search; see the module docstring.
 
     Args:
@@ -518,6 +532,9 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
         out: the search folder.
         resume: continue the search saved in ``out`` with ``Tuner.restore``: finished trials
             are not run again, unfinished and errored ones are.
+        final, final_seeds: with ``resume``, replace the saved search's final test (they do
+            not change the trials): e.g. test a finished search's best and default
+            configurations on more seeds; final runs already in ``final.jsonl`` are kept.
         address: an existing Ray cluster (``auto``, ``HOST:PORT``); None: start Ray locally.
         verbose: Ray's logs, trial table and the workers' output.
         progress: a bar over trials (rate, ETA, best value so far) on stderr.
@@ -539,9 +556,13 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
         from augrl.tasks import get_spec
 
         settings, base, space = load_search(out)
+        settings = _final_overrides(out, settings, final, final_seeds)
         bench.import_modules(settings.imports)
         metric = get_spec(settings.task).metric
     else:
+        if final is not None or final_seeds is not None:
+            raise ConfigError("final and final_seeds replace a saved search's final test; without resume, set "
+                              "them in the TuneSettings")
         settings, space, metric = prepare_search(settings, base)
         _save_or_check(out, settings, base, space)
     key = metric_key(metric)
@@ -641,13 +662,17 @@ def final_evaluation(settings: TuneSettings, base, space, best: dict | None, out
     if pending:
         say(f"tune: testing {', '.join(r for r, _ in roles)} on seeds {settings.test_seeds} ({len(pending)} runs)")
     refs = [remote.remote(role, sample, seed, context) for role, sample, seed in pending]
-    for record in ray.get(refs):
+    while refs:  # each run is written as it finishes: an interrupted final test keeps what is done
+        ready, refs = ray.wait(refs, num_returns=1)
+        record = ray.get(ready[0])
         append_jsonl(path, record)
+        say(f"tune: {record['role']} seed {record['seed']}: test "
+            + ", ".join(f"{k}={v:.4f}" for k, v in record["metrics"]["test"].items()))
     records = [r for r in read_jsonl(path)[0] if r.get("command") == "tune-final"]
     summary = {}
     for role, sample in roles:
-        mine = [r for r in records if _final_key(r)[:2] == (role, json.dumps(sample, sort_keys=True))
-                and r["seed"] in settings.test_seeds]
+        mine = sorted((r for r in records if _final_key(r)[:2] == (role, json.dumps(sample, sort_keys=True))
+                       and r["seed"] in settings.test_seeds), key=lambda r: r["seed"])
         if not mine:
             continue
         test_keys = list(mine[0]["metrics"]["test"])

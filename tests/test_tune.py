@@ -185,6 +185,20 @@ def test_resume_continues_without_repeating_finished_trials(ray_session, toy_tas
     assert len(ids) == 2 == len(set(ids)) and done <= set(ids)
     assert set(started) == set(ids) - done, "a finished trial was run again, or an unfinished one was not"
 
+    # a finished search's final test is extended on resume; trials and done final runs are not repeated
+    with pytest.raises(ConfigError, match="resume"):
+        run_tune(settings, base, tmp_path / "other", final="best", progress=False)
+    started.clear()
+    tested = run_tune(out=out, resume=True, final="best", final_seeds="0,1", progress=False, callbacks=[Started()])
+    assert started == [] and tested["trials"] == 2 and tested["new_trials"] == 0
+    assert set(tested["final"]) == {"best"} and tested["final"]["best"]["seeds"] == [0, 1]
+    saved = json.loads((out / "tune.json").read_text())["settings"]
+    assert saved["final"] == "best" and saved["final_seeds"] == [0, 1]
+    again = run_tune(out=out, resume=True, final_seeds="1,2", progress=False)
+    finals, _ = read_jsonl(out / "final.jsonl")
+    assert sorted(r["seed"] for r in finals) == [0, 1, 2], "a final run already done was repeated"
+    assert again["final"]["best"]["seeds"] == [1, 2] and started == []
+
 
 def test_max_concurrent_one_runs_trials_one_at_a_time(ray_session, toy_tasks, base, tmp_path):
     """Ray ignores TuneConfig.max_concurrent_trials when given a BasicVariantGenerator; the
