@@ -63,7 +63,7 @@ from ray import tune
 
 from augrl import bench
 from augrl.config import ConfigMixin
-from augrl.errors import ConfigError
+from augrl.errors import AugrlError, ConfigError
 from augrl.results import append_jsonl, provenance, read_jsonl
 
 SCHEDULERS = ("asha", "pbt", "fifo")
@@ -573,8 +573,12 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
     done_before = len(_trial_ids(results))
     bar = tqdm(total=settings.num_samples, initial=done_before, desc="tune", unit="trial", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
-    _LIVE[str(out)] = _Live(bar, lambda m: bar.write(m, file=sys.stderr) if progress else say(m), key,
-                            list(callbacks or []))
+    live = _LIVE[str(out)] = _Live(bar, lambda m: bar.write(m, file=sys.stderr) if progress else say(m), key,
+                                   list(callbacks or []))
+    earlier = best_trial([r for r in read_jsonl(results)[0] if r.get("command") == "tune"], metric)
+    if earlier:  # a resumed search's bar shows the best of all its trials, not only of the new ones
+        live.best = earlier["val"][metric]
+        bar.set_postfix_str(f"best {key}={live.best:.4f}")
     start = time.perf_counter()
     try:
         context = _context(settings, base, space)
@@ -592,7 +596,10 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
                 tune_config=tune.TuneConfig(metric=key, mode="max", num_samples=settings.num_samples,
                                             scheduler=_scheduler(settings, space),
                                             search_alg=_search_alg(settings, key),
-                                            max_concurrent_trials=settings.max_concurrent, reuse_actors=True,
+                                            max_concurrent_trials=settings.max_concurrent,
+                                            # a fresh worker per trial: reused ones grew by ~1 GB a trial
+                                            # (9-12 GB after 7 L2A trials) until Ray killed one for memory
+                                            reuse_actors=False,
                                             trial_dirname_creator=_trial_dirname),
                 run_config=tune.RunConfig(
                     name=EXPERIMENT, storage_path=str(out), stop=stop, verbose=2 if verbose else 0,
@@ -600,7 +607,15 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
                     # PBT copies other trials' checkpoints: keep a few so none is deleted under it
                     checkpoint_config=tune.CheckpointConfig(num_to_keep=3 if settings.scheduler == "pbt" else 1),
                     callbacks=[TrialLines(str(out))]))
-        grid = tuner.fit()
+        try:
+            grid = tuner.fit()
+        except (RuntimeError, ray.exceptions.OutOfMemoryError) as e:
+            if "low on memory" not in str(e):
+                raise
+            raise AugrlError(f"tune: Ray killed a trial because this node ran low on memory; finished trials are "
+                             f"kept in {results}. Continue with `augrl tune --resume {out}` after freeing memory, "
+                             "or start the search again with a lower --max-concurrent or a higher "
+                             "--cpus-per-trial") from e
         errors = [{"error": f"{type(e).__name__}: {e}"[:500]} for e in grid.errors]
         lines = [r for r in read_jsonl(results)[0] if r.get("command") == "tune"]
         interrupted = len(lines) + len(errors) < settings.num_samples
@@ -656,7 +671,8 @@ def final_evaluation(settings: TuneSettings, base, space, best: dict | None, out
         roles.append(("default", dict(space.fixed())))
     path = out / FINAL_FILE
     done = {_final_key(r) for r in read_jsonl(path)[0]}
-    remote = ray.remote(run_final).options(num_cpus=settings.cpus_per_trial, num_gpus=settings.gpus_per_trial)
+    # max_calls=1: a fresh worker per run, like the trials
+    remote = ray.remote(num_cpus=settings.cpus_per_trial, num_gpus=settings.gpus_per_trial, max_calls=1)(run_final)
     pending = [(role, sample, seed) for role, sample in roles for seed in settings.test_seeds
                if (role, json.dumps(sample, sort_keys=True), seed) not in done]
     if pending:

@@ -211,6 +211,8 @@ def test_max_concurrent_one_runs_trials_one_at_a_time(ray_session, toy_tasks, ba
     assert summary["trials"] == 2 and summary["errors"] == []
     first, second = sorted((r["ray"]["started_at"], r["ray"]["ended_at"]) for r in _lines(out))
     assert first[1] <= second[0], f"trials overlapped: {first} and {second}"
+    # each trial gets a fresh worker, so what one trial leaves in memory never adds up
+    assert len({r["ray"]["pid"] for r in _lines(out)}) == 2
 
 
 def test_cli_tune_json_and_clear_errors(ray_session, toy_tasks, tiny_model_dir, tmp_path, capsys):
