@@ -341,7 +341,7 @@ def search_markdown(trials: list[dict], finals: list[dict]) -> str:
     lines = ["# Search results", "",
              "Trials of `augrl tune`, best first: validation metrics, mean over each trial's seeds (trials never "
              "evaluate on test). The best configuration (first row) and the method's default were then tested "
-             "once on the final seeds (`final.jsonl`).", ""]
+             "on the final seeds (`final.jsonl`).", ""]
     for (task, method, shots), group in _search_groups(trials).items():
         metric = _main_metric(group)
         metrics = list(group[0]["metrics"]["val"])
@@ -361,16 +361,38 @@ def search_markdown(trials: list[dict], finals: list[dict]) -> str:
         lines.append("")
         mine = [f for f in finals if (f.get("task"), f.get("method"), f.get("shots")) == (task, method, shots)]
         if mine:
-            tests = list(mine[0]["metrics"]["test"])
-            lines += ["Final test (mean over seeds):", "", "| configuration | " + " | ".join(f"test {m}" for m in tests)
-                      + " | seeds | sampled |", "|---|" + "---|" * (len(tests) + 2)]
-            for role in dict.fromkeys(f["role"] for f in mine):
-                runs = [f for f in mine if f["role"] == role]
-                means = [_fmt(statistics.fmean(float(f["metrics"]["test"][m]) for f in runs)) for m in tests]
-                sampled = ", ".join(f"{k}={_value(v)}" for k, v in runs[-1].get("sampled", {}).items()) or "-"
-                lines.append(f"| {role} | " + " | ".join(means) + f" | {len(runs)} | {sampled} |")
-            lines.append("")
+            lines += _final_table(mine)
     return "\n".join(lines)
+
+
+def _final_table(finals: list[dict]) -> list[str]:
+    """The final test of one search: per configuration (``best``, ``default``) mean ± std of
+    each test metric over its seeds, and the best configuration's paired difference from the
+    default in the first metric, with its two-sided paired t-test over their common seeds."""
+    tests = list(finals[0]["metrics"]["test"])
+    roles: dict[str, dict[int, dict]] = {}
+    for f in finals:  # a seed tested twice counts once (its latest line)
+        roles.setdefault(f["role"], {})[f["seed"]] = f
+    first = tests[0]
+    lines = [f"Final test, mean ± std over seeds; `vs default`: the mean paired difference in test {first} "
+             "(points) and its two-sided paired t-test over the seeds both were tested on.", "",
+             "| configuration | " + " | ".join(f"test {m}" for m in tests) + " | seeds | vs default | sampled |",
+             "|---|" + "---|" * (len(tests) + 3)]
+    for role, runs in roles.items():
+        cells = []
+        for m in tests:
+            vals = [float(f["metrics"]["test"][m]) for f in runs.values()]
+            cells.append(_fmt(statistics.fmean(vals)) + (f" ± {statistics.stdev(vals):.4f}" if len(vals) > 1 else ""))
+        versus = "-"
+        if role != "default" and "default" in roles:
+            test = paired_test({s: float(f["metrics"]["test"][first]) for s, f in runs.items()},
+                               {s: float(f["metrics"]["test"][first]) for s, f in roles["default"].items()})
+            if test["pairs"]:
+                versus = f"{100 * test['diff']:+.2f}" + ("" if test["p"] is None else f", p={test['p']:.3f}")
+        sampled = ", ".join(f"{k}={_value(v)}" for k, v in list(runs.values())[-1].get("sampled", {}).items()) or "-"
+        seeds = ",".join(str(s) for s in sorted(runs))
+        lines.append(f"| {role} | " + " | ".join(cells) + f" | {seeds} | {versus} | {sampled} |")
+    return lines + [""]
 
 
 def search_plots(trials: list[dict], folder: Path) -> list[str]:

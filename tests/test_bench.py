@@ -194,6 +194,29 @@ def test_paired_t_test_against_kd_is_marked(tmp_path):
     assert [r["method"] for r in summary["rows"]] == ["kd", "kd+up", "kd+noise", "kd+one"]
 
 
+def test_search_report_tests_the_best_configuration_against_the_default_over_seeds(tmp_path):
+    from scipy import stats
+
+    for i, (acc, alpha) in enumerate([(0.64, 0.5), (0.66, 2.0)]):
+        append_jsonl(tmp_path / "results.jsonl", {
+            "command": "tune", "task": "rt", "method": "kd+l2a", "shots": 40, "trial": {"id": f"t{i}"},
+            "metrics": {"val": {"accuracy": acc}}, "sampled": {"augmenter.alpha": alpha}, "seeds": [0],
+            "wall_time_s": 10.0})
+    best, default = [0.66, 0.64, 0.65, 0.61], [0.64, 0.63, 0.60, 0.60]
+    for role, values, sampled in (("best", best, {"augmenter.alpha": 2.0}), ("default", default, {})):
+        for seed, acc in enumerate(values):
+            append_jsonl(tmp_path / "final.jsonl", {"command": "tune-final", "role": role, "seed": seed, "task": "rt",
+                                                    "method": "kd+l2a", "shots": 40, "sampled": sampled,
+                                                    "metrics": {"test": {"accuracy": acc, "f1": acc}}})
+    write_report(tmp_path, quiet=True)
+    rows = {line.split("|")[1].strip(): line for line in (tmp_path / "table.md").read_text().splitlines()
+            if line.startswith(("| best", "| default"))}
+    p = stats.ttest_rel(best, default).pvalue
+    assert "0.6400 ± 0.0216" in rows["best"] and "| 0,1,2,3 |" in rows["best"]
+    assert f"+2.25, p={p:.3f} |" in rows["best"] and "augmenter.alpha=2" in rows["best"]
+    assert "0.6175 ± 0.0206" in rows["default"] and "| - | - |" in rows["default"]
+
+
 def test_several_configurations_of_a_method_get_rows_of_their_own_and_shots_a_curve(tmp_path):
     for seed in range(2):
         append_jsonl(tmp_path / "results.jsonl", _record("kd", seed, 0.6))
