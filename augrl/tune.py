@@ -631,7 +631,9 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
             summary["best"], summary["final"] = best_trial(lines, metric), None
         else:
             summary["best"] = best_trial(lines, metric)
+            final_start = time.perf_counter()  # "seconds" is the search's own time
             summary["final"] = final_evaluation(settings, base, space, summary["best"], out, say)
+            summary["final_seconds"] = round(time.perf_counter() - final_start, 2)
     finally:
         bar.close()
         _LIVE.pop(str(out), None)

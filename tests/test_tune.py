@@ -192,6 +192,7 @@ def test_resume_continues_without_repeating_finished_trials(ray_session, toy_tas
     tested = run_tune(out=out, resume=True, final="best", final_seeds="0,1", progress=False, callbacks=[Started()])
     assert started == [] and tested["trials"] == 2 and tested["new_trials"] == 0
     assert set(tested["final"]) == {"best"} and tested["final"]["best"]["seeds"] == [0, 1]
+    assert tested["final_seconds"] > 0
     saved = json.loads((out / "tune.json").read_text())["settings"]
     assert saved["final"] == "best" and saved["final_seeds"] == [0, 1]
     again = run_tune(out=out, resume=True, final_seeds="1,2", progress=False)
