@@ -598,7 +598,7 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
                                             search_alg=_search_alg(settings, key),
                                             max_concurrent_trials=settings.max_concurrent,
                                             # a fresh worker per trial: reused ones grew by ~1 GB a trial
-                                            # (9-12 GB after 7 L2A trials) until Ray killed one for memory
+                                            # (9.4 and 11.6 GB after 6 and 8 L2A trials) until Ray killed one
                                             reuse_actors=False,
                                             trial_dirname_creator=_trial_dirname),
                 run_config=tune.RunConfig(
