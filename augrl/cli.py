@@ -460,8 +460,8 @@ def cmd_tune(args: argparse.Namespace) -> None:
         settings = tune.TuneSettings(
             task=args.task, method=args.method, space=args.space, num_samples=args.num_samples,
             scheduler=args.scheduler, search=args.search, search_seed=args.search_seed, seeds=args.seeds,
-            final_seeds=args.final_seeds, final=args.final or "best+default", shots=args.shots, variants=args.variants,
-            max_steps=args.max_steps, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+            final_seeds=args.final_seeds, final=args.final or tune.TuneSettings.final, shots=args.shots,
+            variants=args.variants, max_steps=args.max_steps, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
             max_concurrent=args.max_concurrent, max_failures=args.max_failures, imports=list(args.import_modules))
         # trials set task, shots and seed; the rest of the run config comes from the flags
         base = _run_config(argparse.Namespace(**{**vars(args), "task": None, "shots": None, "seed": None,

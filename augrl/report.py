@@ -221,11 +221,15 @@ def _millions(n: int | None) -> str:
     return "-" if not n else f"{n / 1e6:.1f}M"
 
 
+def _mean_std(values: list[float]) -> str:
+    """``mean ± std`` of ``values`` (the mean alone for one value)."""
+    return _fmt(statistics.fmean(values)) + (f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else "")
+
+
 def _cell(row: Row, metric: str) -> str:
     if metric not in row.values:
         return "-"
-    std = row.std(metric)
-    text = _fmt(row.mean(metric)) + ("" if std is None else f" ± {std:.4f}")
+    text = _mean_std(list(row.values[metric].values()))
     test = row.tests.get(metric)
     if test and test["p"] is not None and test["p"] < ALPHA:
         text += f" {MARK}"
@@ -379,10 +383,7 @@ def _final_table(finals: list[dict]) -> list[str]:
              "| configuration | " + " | ".join(f"test {m}" for m in tests) + " | seeds | vs default | sampled |",
              "|---|" + "---|" * (len(tests) + 3)]
     for role, runs in roles.items():
-        cells = []
-        for m in tests:
-            vals = [float(f["metrics"]["test"][m]) for f in runs.values()]
-            cells.append(_fmt(statistics.fmean(vals)) + (f" ± {statistics.stdev(vals):.4f}" if len(vals) > 1 else ""))
+        cells = [_mean_std([float(f["metrics"]["test"][m]) for f in runs.values()]) for m in tests]
         versus = "-"
         if role != "default" and "default" in roles:
             test = paired_test({s: float(f["metrics"]["test"][first]) for s, f in runs.items()},

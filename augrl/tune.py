@@ -64,7 +64,8 @@ from ray import tune
 from augrl import bench
 from augrl.config import ConfigMixin
 from augrl.errors import AugrlError, ConfigError
-from augrl.results import append_jsonl, provenance, read_jsonl
+from augrl.report import load_search as search_lines
+from augrl.results import append_jsonl, provenance
 
 SCHEDULERS = ("asha", "pbt", "fifo")
 SEARCHES = ("random", "optuna")
@@ -319,9 +320,8 @@ class _Live:
 _LIVE: dict[str, _Live] = {}
 
 
-def _trial_ids(path: Path) -> set[str]:
-    records, _ = read_jsonl(path)
-    return {(r.get("trial") or {}).get("id") for r in records if isinstance(r, dict) and r.get("command") == "tune"}
+def _trial_ids(out: Path) -> set[str]:
+    return {(r.get("trial") or {}).get("id") for r in search_lines(out)[0]}
 
 
 class TrialLines(tune.Callback):
@@ -339,7 +339,7 @@ class TrialLines(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         line = (trial.last_result or {}).get("line")
         path = Path(self.out) / bench.RESULTS_FILE
-        if line and line["trial"]["id"] not in _trial_ids(path):
+        if line and line["trial"]["id"] not in _trial_ids(Path(self.out)):
             line["trial"]["complete"] = line["trial"]["seeds_done"] == line["trial"]["seeds_planned"]
             append_jsonl(path, line)
         live = _LIVE.get(self.out)
@@ -493,10 +493,9 @@ def load_search(out: str | Path) -> tuple[TuneSettings, object, object]:
 def _final_overrides(out: Path, settings: TuneSettings, final: str | None, final_seeds) -> TuneSettings:
     """``settings`` with a new final test, saved back to ``out/tune.json`` so a later resume
     keeps it."""
-    changes = {k: v for k, v in (("final", final), ("final_seeds", final_seeds)) if v is not None}
-    if not changes:
+    if final is None and final_seeds is None:
         return settings
-    settings = settings.replace(**changes)
+    settings = settings.replace(final=final, final_seeds=final_seeds)  # None: the saved value stays
     path = out / SETTINGS_FILE
     saved = json.loads(path.read_text())
     saved["settings"] = settings.to_dict()
@@ -570,12 +569,12 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
     _quiet_ray(verbose)
     started = start_ray(out, address, verbose, say, **(ray_init or {}))
     results = out / bench.RESULTS_FILE
-    done_before = len(_trial_ids(results))
+    done_before = len(_trial_ids(out))
     bar = tqdm(total=settings.num_samples, initial=done_before, desc="tune", unit="trial", file=sys.stderr,
                disable=not progress, dynamic_ncols=True)
     live = _LIVE[str(out)] = _Live(bar, lambda m: bar.write(m, file=sys.stderr) if progress else say(m), key,
                                    list(callbacks or []))
-    earlier = best_trial([r for r in read_jsonl(results)[0] if r.get("command") == "tune"], metric)
+    earlier = best_trial(search_lines(out)[0], metric)
     if earlier:  # a resumed search's bar shows the best of all its trials, not only of the new ones
         live.best = earlier["val"][metric]
         bar.set_postfix_str(f"best {key}={live.best:.4f}")
@@ -617,7 +616,7 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
                              "or start the search again with a lower --max-concurrent or a higher "
                              "--cpus-per-trial") from e
         errors = [{"error": f"{type(e).__name__}: {e}"[:500]} for e in grid.errors]
-        lines = [r for r in read_jsonl(results)[0] if r.get("command") == "tune"]
+        lines = search_lines(out)[0]
         interrupted = len(lines) + len(errors) < settings.num_samples
         bar.close()
         summary = {"out": str(out), "results": str(results), "trials": len(lines), "new_trials": len(lines) - done_before,
@@ -672,7 +671,7 @@ def final_evaluation(settings: TuneSettings, base, space, best: dict | None, out
     if settings.final == "best+default":
         roles.append(("default", dict(space.fixed())))
     path = out / FINAL_FILE
-    done = {_final_key(r) for r in read_jsonl(path)[0]}
+    done = {_final_key(r) for r in search_lines(out)[1]}
     # max_calls=1: a fresh worker per run, like the trials
     remote = ray.remote(num_cpus=settings.cpus_per_trial, num_gpus=settings.gpus_per_trial, max_calls=1)(run_final)
     pending = [(role, sample, seed) for role, sample in roles for seed in settings.test_seeds
@@ -686,7 +685,7 @@ def final_evaluation(settings: TuneSettings, base, space, best: dict | None, out
         append_jsonl(path, record)
         say(f"tune: {record['role']} seed {record['seed']}: test "
             + ", ".join(f"{k}={v:.4f}" for k, v in record["metrics"]["test"].items()))
-    records = [r for r in read_jsonl(path)[0] if r.get("command") == "tune-final"]
+    records = search_lines(out)[1]
     summary = {}
     for role, sample in roles:
         mine = sorted((r for r in records if _final_key(r)[:2] == (role, json.dumps(sample, sort_keys=True))
