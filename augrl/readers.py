@@ -8,6 +8,7 @@ Readers check structure (columns, field counts, encodings); tasks check values (
 from __future__ import annotations
 
 import csv
+import io
 import json
 import re
 from pathlib import Path
@@ -30,17 +31,66 @@ def _require_file(path: Path, what: str) -> Path:
     return path
 
 
-def _read_text(path: Path, encoding: str) -> str:
-    try:
-        return path.read_text(encoding=encoding)
-    except UnicodeDecodeError as err:
-        line = path.read_bytes()[: err.start].count(b"\n") + 1
-        raise DataError(
-            f"cannot decode byte {err.object[err.start]:#x} as {encoding}",
-            f"save the file as {encoding}, or declare its encoding in the task",
+class DecodeError(DataError):
+    """A file's bytes are not valid in the encoding it is read with.
+
+    Attributes (besides :class:`DataError`'s): ``encoding`` (the one tried), ``byte`` (the
+    first bad byte), ``offset`` (its 0-based byte offset in the file), ``column`` (its 1-based
+    byte column on ``line``) and ``suggestion`` (an encoding likely to read the file).
+    """
+
+    def __init__(self, path: Path, encoding: str, data: bytes, err: UnicodeDecodeError, fix: str | None = None) -> None:
+        self.encoding = encoding
+        self.offset = err.start
+        self.byte = data[err.start]
+        self.column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        self.suggestion = guess_encoding(data)
+        shown = "utf-8" if encoding.lower().replace("_", "-") == "utf-8-sig" else encoding
+        super().__init__(
+            f"cannot decode byte {self.byte:#04x} (byte offset {self.offset}, column {self.column}) as {shown}",
+            fix or f"save the file as UTF-8, or read it with its real encoding "
+                   f"(in a task YAML: `encoding: {self.suggestion}`)",
             path,
-            line,
+            data.count(b"\n", 0, err.start) + 1,
+        )
+
+
+def guess_encoding(data: bytes) -> str:
+    """A likely encoding for bytes that are not UTF-8: UTF-16 when they start with its byte-order
+    mark, else latin-1 (which decodes any byte, and is right for most Western European files)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    return "latin-1"
+
+
+def _read_text(path: Path, encoding: str) -> str:
+    """The decoded text of ``path``; a :class:`DecodeError` names the first undecodable byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as err:
+        raise DecodeError(path, encoding, data, err) from None
+
+
+def check_encoding(encoding: object, where: str | Path | None = None) -> str:
+    """The codec name ``encoding`` stands for; a DataError when Python knows no such codec.
+
+    UTF-8 is read as ``utf-8-sig`` so that a byte-order mark (Excel writes one) does not end up
+    in the first column's name.
+    """
+    import codecs
+
+    if not isinstance(encoding, str) or not encoding.strip():
+        raise DataError(f"encoding {encoding!r} is not an encoding name", "write e.g. `encoding: latin-1`", where)
+    try:
+        name = codecs.lookup(encoding.strip()).name
+    except LookupError:
+        raise DataError(
+            f"unknown encoding {encoding!r}",
+            "use a Python codec name such as utf-8, latin-1, cp1252 or utf-16",
+            where,
         ) from None
+    return "utf-8-sig" if name == "utf-8" else name
 
 
 def read_lines(path: str | Path, encoding: str = "utf-8") -> list[Record]:
@@ -116,53 +166,92 @@ def read_tsv_plain(
 def read_table(path: str | Path, encoding: str = "utf-8-sig") -> list[Record]:
     """Users' tables: ``.csv`` and ``.tsv`` (standard CSV quoting), ``.jsonl`` or ``.json``.
 
-    A ``.json`` file may hold a list of objects; ``.jsonl`` holds one object per line.
+    A ``.json`` file may hold a list of objects; ``.jsonl`` holds one object per line. A table
+    with a header but no rows gives ``[]``.
+
+    Raises:
+        DataError: missing or empty file, undecodable bytes (:class:`DecodeError`), a header
+            naming a column twice, a row with more or fewer fields than the header, invalid JSON.
     """
     path = _require_file(Path(path), "data file")
     suffix = path.suffix.lower()
+    if suffix not in (".csv", ".tsv", ".jsonl", ".json"):
+        raise DataError(f"unsupported file type {suffix!r}", "use .csv, .tsv, .jsonl or .json", path)
+    text = _read_text(path, encoding)
+    if not text.strip():
+        raise DataError("the file is empty", "write a header line and at least one row into it, or point the task "
+                        "at the right file", path)
     if suffix in (".csv", ".tsv"):
-        text = _read_text(path, encoding)
-        reader = csv.DictReader(text.splitlines(), delimiter="\t" if suffix == ".tsv" else ",")
-        records = []
-        for rec in reader:
-            if None in rec:  # more fields than header names
-                raise DataError(
-                    f"row has more fields than the header's {len(reader.fieldnames or [])}",
-                    "quote fields that contain the delimiter",
-                    path,
-                    reader.line_num,
-                )
-            rec = dict(rec)
-            rec["_file"], rec["_line"] = str(path), reader.line_num
-            records.append(rec)
-        return records
+        return _read_delimited(path, text, "\t" if suffix == ".tsv" else ",")
     if suffix == ".jsonl":
-        records = []
-        for i, line in enumerate(_read_text(path, encoding).splitlines(), start=1):
-            if not line.strip():
+        return _read_jsonl(path, text)
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise DataError(f"invalid JSON ({err.msg})", "fix the JSON syntax", path, err.lineno) from None
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise DataError("expected a JSON list of objects", "write [{...}, {...}] or use .jsonl", path)
+    return [dict(r, _file=str(path), _line=i) for i, r in enumerate(data, start=1)]
+
+
+def _read_delimited(path: Path, text: str, delimiter: str) -> list[Record]:
+    """CSV/TSV records keyed by the header; every row must have exactly the header's fields.
+
+    Rows are split by the ``csv`` module over the whole text (``newline=""``), so a quoted field
+    may hold a line break and latin-1's NEL (0x85) is not taken for one.
+    """
+    name = "tab" if delimiter == "\t" else "comma"
+    csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))  # long reviews are not an error
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    records: list[Record] = []
+    header: list[str] | None = None
+    start = 1  # first line of the row being read
+    try:
+        for row in reader:
+            first, start = start, reader.line_num + 1
+            if not row or (len(row) == 1 and not row[0].strip() and header is not None):
+                continue  # blank line
+            if header is None:
+                header = [c.strip() for c in row]
+                twice = sorted({c for c in header if header.count(c) > 1})
+                if twice:
+                    raise DataError(f"the header names column(s) {twice} more than once",
+                                    "give every column its own name", path, first)
                 continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"invalid JSON ({err.msg})", "write one JSON object per line", path, i) from None
-            if not isinstance(rec, dict):
-                raise DataError("line is not a JSON object", "write one JSON object per line", path, i)
-            rec["_file"], rec["_line"] = str(path), i
+            if len(row) != len(header):
+                span = f" (the row runs on to line {reader.line_num}: is a double quote left open?)" \
+                    if reader.line_num > first else ""
+                fix = (f"quote fields that contain a {name} (\"a{delimiter}b\")" if len(row) > len(header) else
+                       f"add the missing field(s); an empty field still needs its {name} (a{delimiter}{delimiter}c)")
+                raise DataError(f"row has {_fields(len(row))}, header has {len(header)}{span}", fix, path, first)
+            rec: Record = dict(zip(header, row))
+            rec["_file"], rec["_line"] = str(path), first
             records.append(rec)
-        return records
-    if suffix == ".json":
+    except csv.Error as err:
+        raise DataError(f"unreadable {name}-separated row ({err})", "repair that row", path, reader.line_num) from None
+    return records
+
+
+def _fields(n: int) -> str:
+    return f"{n} field{'' if n == 1 else 's'}"
+
+
+def _read_jsonl(path: Path, text: str) -> list[Record]:
+    """One JSON object per line; split on "\n" only (JSON strings may hold U+2028, which
+    ``str.splitlines`` would break at)."""
+    records = []
+    for i, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
         try:
-            data = json.loads(_read_text(path, encoding))
+            rec = json.loads(line)
         except json.JSONDecodeError as err:
-            raise DataError(f"invalid JSON ({err.msg})", "fix the JSON syntax", path, err.lineno) from None
-        if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
-            raise DataError("expected a JSON list of objects", "write [{...}, {...}] or use .jsonl", path)
-        return [dict(r, _file=str(path), _line=i) for i, r in enumerate(data, start=1)]
-    raise DataError(
-        f"unsupported file type {suffix!r}",
-        "use .csv, .tsv, .jsonl or .json",
-        path,
-    )
+            raise DataError(f"invalid JSON ({err.msg})", "write one JSON object per line", path, i) from None
+        if not isinstance(rec, dict):
+            raise DataError("line is not a JSON object", "write one JSON object per line", path, i)
+        rec["_file"], rec["_line"] = str(path), i
+        records.append(rec)
+    return records
 
 
 _REVIEW = re.compile(r"<review>(.*?)</review>", re.S)

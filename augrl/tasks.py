@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -88,6 +89,11 @@ class TaskSpec:
             raise ConfigError(f"task {self.name!r}: a regression task has no label names")
         if self.kind != "regression" and len(self.label_names) < 2:
             raise ConfigError(f"task {self.name!r}: a classification task needs >= 2 label names")
+        if len(set(self.label_names)) != len(self.label_names):
+            twice = next(x for x in self.label_names if self.label_names.count(x) > 1)
+            raise ConfigError(f"task {self.name!r}: duplicate label {twice!r} in {list(self.label_names)}")
+        for key in ("val_size", "test_size"):
+            check_size(getattr(self, key), f"task {self.name!r}: {key}")
 
     @property
     def is_regression(self) -> bool:
@@ -172,6 +178,13 @@ class Task:
 
 
 _REGISTRY: dict[str, tuple[TaskSpec, Loader]] = {}
+
+
+def check_size(value: object, what: str) -> int:
+    """``value`` if it is a positive integer (a split size), else a ConfigError naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ConfigError(f"{what} must be a positive integer (a number of rows), got {value!r}")
+    return int(value)
 
 
 def register_task(spec: TaskSpec, loader: Loader, overwrite: bool = False) -> TaskSpec:
@@ -291,8 +304,8 @@ def split_task(
     """Apply the few-shot protocol of the module docstring to loaded records (``leakage`` and
     ``leakage_settings`` as in :func:`load_task`)."""
     settings = _leakage_options(leakage, leakage_settings)
-    val_size = spec.val_size if val_size is None else val_size
-    test_size = spec.test_size if test_size is None else test_size
+    val_size = spec.val_size if val_size is None else check_size(val_size, "val_size")
+    test_size = spec.test_size if test_size is None else check_size(test_size, "test_size")
     rng = np.random.default_rng(seed)
     target = raw.target
 
@@ -321,25 +334,29 @@ def split_task(
         val, rest = rest[:val_size], rest[val_size:]
         val_from = "random"
 
+    def shortage(problem: str, wanted: str) -> DataError:
+        need = spec.train_size(shots) + (0 if "validation" in target else val_size)
+        need, where = (need + test_size, "target rows") if "all" in target else (need, "rows in the train split")
+        return DataError(
+            f"task {spec.name!r}: {problem}. The target holds {_rows_by_split(target)}; the test split "
+            f"took {len(test)} ({test_from}, test_size {test_size}), validation took {len(val)} ({val_from}, "
+            f"val_size {val_size}), leaving {len(rest)} for training; these sizes need at least {need} {where}",
+            f"add {wanted} rows to the target, or lower --shots, val_size or test_size (in the task YAML)",
+        )
+
     if spec.is_regression:
         need = spec.train_size(shots)
         if len(rest) < need:
-            raise DataError(
-                f"task {spec.name!r} needs {need} training rows for shots={shots} but only "
-                f"{len(rest)} remain after the test and validation splits",
-                "lower --shots, val_size or test_size, or add data",
-            )
+            raise shortage(f"shots={shots} needs {need} training rows, only {len(rest)} remain", "training")
         train = rest[:need]
     else:
         train = []
         for label in range(spec.num_labels):
             of_class = [r for r in rest if r["label"] == label][:shots]
             if len(of_class) < shots:
-                raise DataError(
-                    f"task {spec.name!r}: class {spec.label_names[label]!r} has only "
-                    f"{len(of_class)} rows left for training, {shots} asked for",
-                    "lower --shots, val_size or test_size, or add data",
-                )
+                name = spec.label_names[label]
+                raise shortage(f"class {name!r} has only {len(of_class)} rows left for training, {shots} asked for "
+                               f"(--shots {shots})", repr(name))
             train.extend(of_class)
         train = [train[i] for i in rng.permutation(len(train))]
 
@@ -374,6 +391,17 @@ def split_task(
         meta=meta,
         leakage_report=report,
     )
+
+
+def _rows_by_split(target: dict[str, list[dict]]) -> str:
+    """``"train: 0 rows (train.csv), test: 4 rows (test.csv)"``: the row count of each target
+    split and the files its rows came from, for errors about too little data."""
+    parts = []
+    for split, rows in target.items():
+        files = sorted({Path(str(r["_file"])).name for r in rows if r.get("_file")})
+        where = f" ({', '.join(files)})" if files else ""
+        parts.append(f"{split}: {len(rows)} row{'' if len(rows) == 1 else 's'}{where}")
+    return ", ".join(parts) or "no rows"
 
 
 def _leakage_options(mode: str, settings: LeakageSettings | dict | None) -> LeakageSettings:
@@ -691,8 +719,21 @@ _register_builtins()
 
 # --------------------------------------------------------------------------- users' YAML tasks
 
-_YAML_KEYS = {"name", "kind", "text", "label", "labels", "target", "source", "val_size", "test_size", "description"}
-_SPLIT_KEYS = {"train", "validation", "test", "all"}
+_YAML_KEYS = ("name", "kind", "text", "label", "labels", "target", "source", "val_size", "test_size", "encoding",
+              "description")
+_SPLIT_KEYS = ("train", "validation", "test", "all")
+_YAML_HELP = "see README, 'Your own data'"
+
+
+def _did_you_mean(word: object, options) -> str:
+    """``" (did you mean 'labels'?)"`` for the option closest to ``word``, or ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    if not close:
+        lowered = {str(o).lower(): str(o) for o in options}
+        close = [lowered[str(word).lower()]] if str(word).lower() in lowered else []
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def task_from_yaml(path: str | Path) -> tuple[TaskSpec, Loader]:
@@ -707,95 +748,252 @@ def task_from_yaml(path: str | Path) -> tuple[TaskSpec, Loader]:
         labels: [bad, good]           # optional; default: sorted distinct values
         target: {train: train.csv, test: test.csv}   # or {all: reviews.jsonl}
         source: {all: other_domain.csv}              # optional
+        val_size: 200                 # optional, rows; test_size likewise (default 2000)
+        encoding: utf-8               # optional: the encoding of every file above, e.g. latin-1
 
-    File paths are relative to the YAML file.
+    File paths are relative to the YAML file. ``text`` is one column name, or a list of two for
+    a pair task; ``label`` is one column name; ``labels`` is a YAML list of distinct class
+    names; sizes are positive integers. Every file is read once, here; errors name the file,
+    line and field at fault.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError("task file not found", "check the path given to --task", path)
-    try:
-        cfg = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        line = getattr(getattr(err, "problem_mark", None), "line", None)
-        raise DataError(f"invalid YAML: {err}", "fix the YAML syntax", path, None if line is None else line + 1) from None
-    if not isinstance(cfg, dict):
-        raise DataError("a task file must be a YAML mapping", "see README, 'Your own data'", path)
-
-    def fail(problem: str, fix: str) -> DataError:
-        return DataError(problem, fix, path)
-
-    unknown = set(cfg) - _YAML_KEYS
-    if unknown:
-        raise fail(f"unknown field(s) {sorted(unknown)}", f"use only {sorted(_YAML_KEYS)}")
-    for key in ("kind", "text", "label", "target"):
-        if key not in cfg:
-            raise fail(f"missing field {key!r}", "see README, 'Your own data'")
+    path = Path(path).expanduser()
+    cfg = _read_yaml_mapping(path)
+    _check_yaml_keys(cfg, path)
     kind = cfg["kind"]
     if kind not in KINDS:
-        raise fail(f"field 'kind' is {kind!r}", f"use one of {list(KINDS)}")
-    text_cols = cfg["text"] if isinstance(cfg["text"], list) else [cfg["text"]]
-    pair = len(text_cols) == 2
-    if len(text_cols) not in (1, 2) or (kind == "pair_classification" and not pair):
-        raise fail(f"field 'text' names {len(text_cols)} column(s)", "name one column, or two for a pair task")
+        raise DataError(f"field 'kind' is {kind!r}{_did_you_mean(kind, KINDS)}", f"use one of {list(KINDS)}", path)
+    text_cols, label_col = _yaml_columns(cfg, kind, path)
+    labels = _yaml_labels(cfg, kind, path)
+    sizes = {key: _yaml_size(cfg, key, path) for key in ("val_size", "test_size")}
+    encoding = readers.check_encoding(cfg.get("encoding", "utf-8"), path)
+    target_files, source_files = _yaml_files(cfg, "target", path), _yaml_files(cfg, "source", path)
 
-    def split_files(key: str) -> dict[str, Path]:
-        files = cfg.get(key) or {}
-        if isinstance(files, str):
-            files = {"all": files}
-        if not isinstance(files, dict) or set(files) - _SPLIT_KEYS:
-            raise fail(f"field {key!r} must map {sorted(_SPLIT_KEYS)} to files", "e.g. target: {train: train.csv, test: test.csv}")
-        if key == "target" and "all" not in files and "test" not in files:
-            raise fail("field 'target' needs 'all' or 'test'", "give the whole file as 'all', or official splits")
-        return {k: (path.parent / v) for k, v in files.items()}
+    def read(key: str, split: str, file: Path) -> list[dict]:
+        rows = _read_yaml_table(file, f"{key}: {split}", path, encoding)
+        return [_yaml_row(r, text_cols, label_col, path) for r in rows]
 
-    target_files, source_files = split_files("target"), split_files("source")
-    label_col = cfg["label"]
-    labels = cfg.get("labels")
-
-    def read(file: Path) -> list[dict]:
-        rows = readers.read_table(file)
-        for col in text_cols + [label_col]:
-            if rows and col not in rows[0]:
-                raise DataError(
-                    f"column {col!r} not found; columns are {[c for c in rows[0] if not c.startswith('_')]}",
-                    f"fix 'text'/'label' in {path}",
-                    file,
-                    1,
-                )
-        return rows
-
-    raw_target = {k: read(f) for k, f in target_files.items()}
-    raw_source = [r for f in source_files.values() for r in read(f)]
+    rows_target = {split: read("target", split, f) for split, f in target_files.items()}
+    rows_source = [r for split, f in source_files.items() for r in read("source", split, f)]
     if kind != "regression" and labels is None:
-        labels = sorted({str(r[label_col]).strip() for rows in raw_target.values() for r in rows})
-    label_names = tuple(str(x) for x in labels) if kind != "regression" else ()
+        labels = _infer_labels(rows_target, label_col, path)
+    label_names = labels if kind != "regression" else ()
     try:
         spec = TaskSpec(
-            name=str(cfg.get("name", path.stem)),
+            name=_yaml_text(cfg, "name", path.stem, path),
             kind=kind,
             label_names=label_names,
-            pair=pair,
-            target=", ".join(str(f.name) for f in target_files.values()),
-            source=", ".join(str(f.name) for f in source_files.values()) or None,
-            description=str(cfg.get("description", f"user task from {path.name}")),
-            val_size=int(cfg.get("val_size", DEFAULT_VAL_SIZE)),
-            test_size=int(cfg.get("test_size", DEFAULT_TEST_SIZE)),
+            pair=len(text_cols) == 2,
+            target=", ".join(f.name for f in target_files.values()),
+            source=", ".join(f.name for f in source_files.values()) or None,
+            description=_yaml_text(cfg, "description", f"user task from {path.name}", path),
+            **sizes,
         )
     except ConfigError as err:
-        raise fail(str(err), "see README, 'Your own data'") from None
+        raise DataError(str(err), _YAML_HELP, path) from None
 
     def convert(rows: list[dict], domain: str) -> list[dict]:
         out = []
         for r in rows:
             texts = [_check_text(r, c) for c in text_cols]
-            label = _score(r[label_col], r, label_col) if kind == "regression" else _label_index(r[label_col], label_names, r, label_col)
-            out.append(_pair(r, *texts, label, domain) if pair else _single(r, texts[0], label, domain))
+            value = r[label_col]
+            label = _score(value, r, label_col) if spec.is_regression else _label_index(value, label_names, r, label_col)
+            out.append(_pair(r, *texts, label, domain) if spec.pair else _single(r, texts[0], label, domain))
         return out
 
     def loader(_root: Path | None) -> RawTask:
         return RawTask(
-            target={k: convert(rows, "target") for k, rows in raw_target.items()},
-            source=convert(raw_source, "source"),
+            target={k: convert(rows, "target") for k, rows in rows_target.items()},
+            source=convert(rows_source, "source"),
         )
 
     return spec, loader
+
+
+def _read_yaml_mapping(path: Path) -> dict:
+    """The top-level mapping of a task YAML file."""
+    if not path.is_file():
+        raise DataError("task file not found", "check the path given to --task", path)
+    try:
+        cfg = yaml.safe_load(path.read_text(encoding="utf-8-sig"))
+    except UnicodeDecodeError as err:
+        line = path.read_bytes()[: err.start].count(b"\n") + 1
+        raise DataError("the task file is not UTF-8 text", "save it as UTF-8 (the data files may use any encoding: "
+                        "set `encoding:`)", path, line) from None
+    except yaml.YAMLError as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        raise DataError(f"invalid YAML: {err}", "fix the YAML syntax", path, None if line is None else line + 1) from None
+    if not isinstance(cfg, dict):
+        raise DataError("a task file must be a YAML mapping (`key: value` lines)", _YAML_HELP, path)
+    return cfg
+
+
+def _check_yaml_keys(cfg: dict, path: Path) -> None:
+    """Unknown keys (with the nearest valid one) and missing required keys."""
+    unknown = sorted(str(k) for k in cfg if k not in _YAML_KEYS)
+    if unknown:
+        hints = [(k, _did_you_mean(k, _YAML_KEYS)) for k in unknown]
+        if len(unknown) == 1:
+            hint = hints[0][1]
+        else:
+            hint = "; ".join(f"{k!r}{h}" for k, h in hints if h)
+            hint = f": {hint}" if hint else ""
+        raise DataError(f"unknown field(s) {unknown}{hint}", f"rename or remove them; the fields are {list(_YAML_KEYS)}",
+                        path)
+    for key in ("kind", "text", "label", "target"):
+        if cfg.get(key) is None:
+            raise DataError(f"missing field {key!r}", _YAML_HELP, path)
+
+
+def _yaml_columns(cfg: dict, kind: str, path: Path) -> tuple[list[str], str]:
+    """The text column(s) (one, or two for a pair) and the label column."""
+    text, label = cfg["text"], cfg["label"]
+    if not isinstance(label, str) or not label.strip():
+        example = label[0] if isinstance(label, list) and label and isinstance(label[0], str) else "category"
+        raise DataError(f"field 'label' is {label!r}; it must be one column name",
+                        f"write e.g. `label: {example}`", path)
+    cols = text if isinstance(text, list) else [text]
+    if not cols or not all(isinstance(c, str) and c.strip() for c in cols):
+        raise DataError(f"field 'text' is {text!r}; it must be one column name, or a list of two for a pair task",
+                        "write `text: review` or `text: [question1, question2]`", path)
+    if len(cols) > 2 or (kind == "pair_classification" and len(cols) != 2):
+        need = "two" if kind == "pair_classification" else "one, or two for a pair task"
+        raise DataError(f"field 'text' names {len(cols)} column(s) {cols}; a {kind} task needs {need}",
+                        "write `text: [first_column, second_column]` for a pair, `text: column` otherwise", path)
+    if len(set(cols)) != len(cols) or label in cols:
+        raise DataError(f"fields 'text' {cols} and 'label' {label!r} name a column twice",
+                        "name a different column in each place", path)
+    return cols, label
+
+
+def _yaml_labels(cfg: dict, kind: str, path: Path) -> tuple[str, ...] | None:
+    """The ``labels`` list as strings, or None when it is not given."""
+    labels = cfg.get("labels")
+    if labels is None:
+        return None
+    if kind == "regression":
+        raise DataError("field 'labels' is given, but a regression task has no classes",
+                        "remove 'labels', or set `kind: classification`", path)
+    if isinstance(labels, str):
+        parts = [p for p in re.split(r"[,\s]+", labels.strip(" []")) if p]
+        raise DataError(f"field 'labels' is the string {labels!r}; it must be a YAML list",
+                        f"write `labels: [{', '.join(parts) or 'neg, pos'}]`", path)
+    if not isinstance(labels, list) or not all(isinstance(x, (str, int, float, bool)) for x in labels):
+        raise DataError(f"field 'labels' is {labels!r}; it must be a YAML list of class names",
+                        "write e.g. `labels: [neg, pos]`", path)
+    names = tuple(str(x).strip() for x in labels)
+    twice = [x for i, x in enumerate(names) if x in names[:i]]
+    if twice:
+        raise DataError(f"duplicate label {twice[0]!r} in field 'labels' {list(names)}",
+                        "list each class once", path)
+    if len(names) < 2:
+        raise DataError(f"field 'labels' lists {len(names)} class(es) {list(names)}; a classification task needs "
+                        "at least 2", "list every class, e.g. `labels: [neg, pos]`", path)
+    return names
+
+
+def _yaml_size(cfg: dict, key: str, path: Path) -> int:
+    """A split size from the YAML (default: the built-in default), a positive integer."""
+    default = {"val_size": DEFAULT_VAL_SIZE, "test_size": DEFAULT_TEST_SIZE}[key]
+    value = cfg.get(key, default)
+    try:
+        return check_size(value, f"field {key!r}")
+    except ConfigError as err:
+        raise DataError(str(err), f"write e.g. `{key}: {default}`, or leave it out (default {default})", path) from None
+
+
+def _yaml_text(cfg: dict, key: str, default: str, path: Path) -> str:
+    """An optional one-line text field (``name``, ``description``)."""
+    value = cfg.get(key, default)
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool) or not str(value).strip():
+        raise DataError(f"field {key!r} is {value!r}; it must be a text", f"write e.g. `{key}: {default}`", path)
+    return str(value).strip()
+
+
+def _yaml_files(cfg: dict, key: str, path: Path) -> dict[str, Path]:
+    """``target`` / ``source``: split name -> file path (relative to the YAML's folder)."""
+    example = "e.g. `target: {train: train.csv, test: test.csv}` or `target: {all: data.csv}`"
+    files = cfg.get(key) or {}
+    if isinstance(files, str):
+        files = {"all": files}
+    if not isinstance(files, dict):
+        raise DataError(f"field {key!r} is {files!r}; it must map {list(_SPLIT_KEYS)} to files", example, path)
+    for split, file in files.items():
+        if split not in _SPLIT_KEYS:
+            raise DataError(f"field {key!r} has split {split!r}{_did_you_mean(split, _SPLIT_KEYS)}",
+                            f"use {list(_SPLIT_KEYS)}; {example}", path)
+        if not isinstance(file, str) or not file.strip():
+            raise DataError(f"'{key}: {split}' is {file!r}; it must be one file name",
+                            f"write e.g. `{key}: {{{split}: {split}.csv}}`; to merge files, merge them first", path)
+    if key == "target":
+        if "all" in files and len(files) > 1:
+            raise DataError(f"field 'target' gives 'all' and {sorted(set(files) - {'all'})}",
+                            "give either the whole file as 'all' (split at random), or official splits "
+                            "(train and test, optional validation)", path)
+        if "all" not in files and not {"train", "test"} <= set(files):
+            missing = sorted({"train", "test"} - set(files))
+            raise DataError(f"field 'target' has no {' or '.join(map(repr, missing))} split", example, path)
+    resolved = {split: (path.parent / Path(file.strip()).expanduser()) for split, file in files.items()}
+    if key == "target":
+        seen: dict[Path, str] = {}
+        for split, file in resolved.items():
+            if file.resolve() in seen:
+                raise DataError(f"'target: {seen[file.resolve()]}' and 'target: {split}' are the same file "
+                                f"{file.name}: test rows would be trained on",
+                                "give the file once as `target: {all: ...}` to split it at random", path)
+            seen[file.resolve()] = split
+    return resolved
+
+
+def _read_yaml_table(file: Path, where: str, yaml_path: Path, encoding: str) -> list[dict]:
+    """The records of one file of a YAML task; errors say which YAML field named it and how to fix it."""
+    if not file.is_file():
+        folder = file.parent
+        near = _did_you_mean(file.name, [f.name for f in folder.iterdir()] if folder.is_dir() else [])
+        raise DataError(f"file not found (named by '{where}' in {yaml_path.name}){near}",
+                        f"fix the path in {yaml_path}; paths are relative to the folder of the YAML file", file)
+    try:
+        rows = readers.read_table(file, encoding=encoding)
+    except readers.DecodeError as err:
+        raise DataError(err.problem, f"add `encoding: {err.suggestion}` to {yaml_path} (or the file's real encoding, "
+                        f"e.g. cp1252), or save {file.name} as UTF-8", err.path, err.line) from None
+    if not rows:
+        what = "a header and no rows" if file.suffix.lower() in (".csv", ".tsv") else "no records"
+        raise DataError(f"the file holds {what}",
+                        f"add rows to it, or point '{where}' in {yaml_path.name} at the right file", file)
+    return rows
+
+
+def _yaml_row(rec: dict, text_cols: list[str], label_col: str, yaml_path: Path) -> dict:
+    """``rec`` if it has every text column and a label; else a DataError naming the key and line.
+
+    CSV/TSV rows all carry the header's columns, so a missing key there is a header problem
+    (reported at line 1); in JSON(L) each row has its own keys.
+    """
+    columns = [c for c in rec if not str(c).startswith("_")]
+    tabular = str(rec.get("_file", "")).lower().endswith((".csv", ".tsv"))
+    for col in [*text_cols, label_col]:
+        if col in rec:
+            continue
+        field = "label" if col == label_col else "text"
+        hint = _did_you_mean(col, columns)
+        if tabular:
+            raise DataError(f"column {col!r} not found; columns are {columns}{hint}",
+                            f"correct '{field}' in {yaml_path}, or rename the column", rec.get("_file"), 1)
+        raise DataError(f"row has no key {col!r}; its keys are {columns}{hint}",
+                        f"add \"{col}\" to that row, or correct '{field}' in {yaml_path}", rec.get("_file"), rec.get("_line"))
+    value = rec[label_col]
+    if value is None or not str(value).strip():
+        raise DataError(f"empty label in column {label_col!r}", "fill in the label or remove the row",
+                        rec.get("_file"), rec.get("_line"))
+    return rec
+
+
+def _infer_labels(rows: dict[str, list[dict]], label_col: str, path: Path) -> tuple[str, ...]:
+    """The sorted distinct labels of the target rows (``labels`` not given); at least two."""
+    names = tuple(sorted({str(r[label_col]).strip() for split in rows.values() for r in split}))
+    if len(names) < 2:
+        raise DataError(f"column {label_col!r} of the target holds {len(names)} distinct label(s) {list(names)}; "
+                        "a classification task needs at least 2",
+                        f"check 'label' and the target files in {path.name}, or list the classes under 'labels'",
+                        path)
+    return names
