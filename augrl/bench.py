@@ -11,8 +11,25 @@ everything that decides it (:func:`config_hash`: the method's full ``RunConfig``
 augmenter and settings, and the augmentation budget for methods that augment). A rerun skips
 the runs whose line exists, so a crash or Ctrl-C loses at most the run in progress; changed
 settings give another hash and are run again. Lines that do not parse (a write cut off by a
-crash) are reported and their runs redone; the file is re-read before each run, so a second
-process working on the same DIR does not repeat what the first has finished meanwhile.
+crash, even holding bytes that are not UTF-8) are reported and their runs redone.
+
+**Several processes on one DIR** (two shells, or array jobs of a scheduler) share the work and
+never run one configuration twice. Before a run starts, its process claims it: an exclusive
+``flock`` on ``DIR/claims/<digest of the run key>.claim``, a file naming the holder (pid, host,
+start time, run), held while the run goes on and removed once its line is written. Another
+process skips a run that is claimed (``... is being run by another process (pid 123 on host,
+since ...); skipped for now``) and goes on with the next; when the rest is done it comes back
+to the runs it skipped: those finished meanwhile are skipped, those still claimed are waited
+for. The kernel drops the lock of a process that dies (``kill -9``, a lost node), so its claim
+is taken over by the next process that asks (``taking over its claim from pid 123 ...``) and
+the run is redone; nothing needs cleaning up by hand. The results file is re-read once a run is
+claimed, so a run another process finished meanwhile is not repeated. (On NFS, Linux's
+``flock`` relies on the server's lock support, and a dead client's locks are dropped when the
+server notices.)
+
+**A full disk** stops the bench with one message naming the file
+(:class:`augrl.errors.DiskFullError`, exit status 2): a result line that could not be written
+whole is cut back off, so every earlier line is kept; free some space and rerun the command.
 
 **Fair comparison.** Every method of one (task, shots, seed) gets the same split and the same
 fine-tuned teacher (:func:`augrl.teachers.fine_tuned_teacher`: trained once, cached on disk);
@@ -72,9 +89,14 @@ or, when it only changes settings, a derived method:
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import errno
+import fcntl
 import hashlib
 import importlib
 import json
+import os
+import socket
 import sys
 import time
 from dataclasses import dataclass, field
@@ -84,11 +106,14 @@ from typing import Callable, Iterable, Sequence
 
 from augrl import models
 from augrl.config import ConfigMixin
-from augrl.errors import ConfigError
+from augrl.errors import ConfigError, DiskFullError
 from augrl.pipelines import Prepared, RunConfig, _record, _stage, prepare, train_student
 from augrl.results import append_jsonl, read_jsonl
 
 RESULTS_FILE = "results.jsonl"
+
+#: the folder of a bench's run claims (see "Several processes" in the module docstring).
+CLAIMS_DIR = "claims"
 
 #: RunConfig fields that decide the split and the teacher: the same for every method of a seed.
 SHARED_FIELDS = ("task", "shots", "seed", "data_dir", "teacher", "teacher_train", "device", "leakage")
@@ -706,10 +731,137 @@ def run_outcome(run: PlannedRun, shared: SharedSeed, settings: BenchSettings, pr
     return record, outcome
 
 
+# ----------------------------------------------------------------------------- claims
+
+
+@dataclass
+class Claim:
+    """An exclusive ``flock`` held on a run's claim file while the run goes on.
+
+    Attributes:
+        path: ``DIR/claims/<digest of the run key>.claim``.
+        fd: the open claim file holding the lock.
+        previous: the holder recorded in the file when it was taken over from a process that
+            died while running it (``{"pid", "host", "started_at", "run"}``), else None.
+    """
+
+    path: Path
+    fd: int
+    previous: dict | None = None
+
+
+def claim_path(out: str | Path, key: tuple) -> Path:
+    """The claim file of the run ``key`` in the bench folder ``out``."""
+    digest = hashlib.sha1(json.dumps(list(key), default=str).encode()).hexdigest()[:16]
+    return Path(out) / CLAIMS_DIR / f"{digest}.claim"
+
+
+def claim_run(out: str | Path, run: PlannedRun, wait: bool = False) -> Claim | None:
+    """Claim ``run`` for this process: an exclusive ``flock`` on its claim file.
+
+    Args:
+        out: the bench folder.
+        run: the run to claim.
+        wait: block until the holder (another process) lets go; otherwise return None at once
+            when the run is held.
+
+    Returns:
+        The held :class:`Claim` (the file now names this process), or None when another live
+        process holds the run. The kernel drops the lock of a process that dies, so a claim
+        left by a killed process is taken over, with its old holder in ``Claim.previous``.
+
+    Raises:
+        DiskFullError: the claims folder or file cannot be created (a full disk).
+    """
+    path = claim_path(out, run.key)
+    while True:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise DiskFullError(path, err, f"nothing was run for {run.label()}") from err
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        except BaseException:
+            os.close(fd)
+            raise
+        if _same_file(path, fd):
+            break
+        os.close(fd)  # the holder finished and removed the file meanwhile: claim the one at the path now
+    previous = _holder(fd)  # holders remove the file before they let go: content left here is from a dead one
+    _write_holder(fd, run)
+    return Claim(path, fd, previous)
+
+
+def release_claim(claim: Claim) -> None:
+    """Remove the claim file and drop the lock (removal first, so nobody locks a removed file)."""
+    try:
+        os.unlink(claim.path)
+    except FileNotFoundError:
+        pass
+    finally:
+        os.close(claim.fd)
+
+
+def claim_holder(out: str | Path, run: PlannedRun) -> str:
+    """Who holds ``run``'s claim, in words (``pid 123 on host, since ...``), as far as the file says."""
+    try:
+        fd = os.open(claim_path(out, run.key), os.O_RDONLY)
+    except OSError:
+        return "another process"
+    try:
+        holder = _holder(fd)
+    finally:
+        os.close(fd)
+    return _describe_holder(holder)
+
+
+def _describe_holder(holder: dict | None) -> str:
+    if not holder:
+        return "another process"
+    return f"pid {holder.get('pid')} on {holder.get('host')}, since {holder.get('started_at')}"
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        here, held = os.stat(path), os.fstat(fd)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _holder(fd: int) -> dict | None:
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
+    except (OSError, ValueError):
+        return None  # empty (a holder killed before it wrote its name) or unreadable
+    return holder if isinstance(holder, dict) else None
+
+
+def _write_holder(fd: int, run: PlannedRun) -> None:
+    """Name this process in the claim file: for people and for the messages of other processes."""
+    holder = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "run": run.label()}
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(holder).encode(), 0)
+    except OSError:
+        pass  # the lock is the claim; the name in it only makes messages clearer
+
+
+# ----------------------------------------------------------------------------- the bench loop
+
+
 def run_bench(settings: BenchSettings, base: RunConfig, out: str | Path, progress: bool = True,
               max_steps: int | None = None, on_record: Callable[[dict], None] | None = None,
               log: Callable[[str], None] | None = None) -> dict:
     """Run what ``out/results.jsonl`` lacks of the bench; rebuild the report after each run.
+
+    Each run is claimed (:func:`claim_run`) before it starts: a run another live process holds
+    is skipped and, when the rest is done, waited for; a claim whose holder died is taken over.
 
     Args:
         settings: tasks, methods, seeds, shots, budget.
@@ -722,12 +874,12 @@ def run_bench(settings: BenchSettings, base: RunConfig, out: str | Path, progres
         log: where messages go (default: stderr, above the progress bar).
 
     Returns:
-        ``{"out", "results", "planned", "skipped", "ran", "bad_lines", "report"}``: ``ran`` lists
-        the keys run now; ``report`` is :func:`augrl.report.write_report`'s summary.
+        ``{"out", "results", "planned", "skipped", "ran", "by_others", "bad_lines", "report"}``:
+        ``ran`` lists the keys run now, ``by_others`` those another process on ``out``
+        finished meanwhile; ``report`` is :func:`augrl.report.write_report`'s summary.
     """
     from tqdm.auto import tqdm
 
-    from augrl.report import write_report
     from augrl.runtime import git_commit
 
     git_commit()  # asked (and cached) now: every line records the commit of the code this process loaded
@@ -751,16 +903,25 @@ def run_bench(settings: BenchSettings, base: RunConfig, out: str | Path, progres
     todo = [r for r in runs if r.key not in done]
     say(f"bench: {len(runs)} runs planned, {len(runs) - len(todo)} already in {path}, {len(todo)} to run")
     ran: list[tuple] = []
+    by_others: list[tuple] = []
     shared: SharedSeed | None = None
     bar = tqdm(total=len(todo), desc="bench", unit="run", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     current = None
-    try:
-        for run in todo:
-            current = run
+
+    def attempt(run: PlannedRun, wait: bool) -> bool:
+        """Claim and run ``run`` unless it is finished; False when another process holds it."""
+        nonlocal shared
+        claim = claim_run(out, run, wait=wait)
+        if claim is None:
+            return False
+        try:
             if run.key in finished_keys(path)[0]:  # another process on this folder finished it meanwhile
                 say(f"bench: {run.label()} was finished by another process; skipped")
-                bar.update(1)
-                continue
+                by_others.append(run.key)
+                return True
+            if claim.previous:
+                say(f"bench: {run.label()}: taking over its claim from {_describe_holder(claim.previous)}, "
+                    f"which no longer holds it (that process died); running it again")
             bar.set_postfix_str(run.label(), refresh=True)
             if shared is None or shared.key != (run.task, run.shots, run.seed):
                 shared = None  # free the previous seed's teacher and pools first
@@ -768,9 +929,28 @@ def run_bench(settings: BenchSettings, base: RunConfig, out: str | Path, progres
             record = run_one(run, shared, settings, progress, max_steps)
             append_jsonl(path, record)
             ran.append(run.key)
-            if on_record is not None:
-                on_record(record)
-            write_report(out, quiet=True)
+        finally:
+            release_claim(claim)
+        if on_record is not None:
+            on_record(record)
+        _write_report(out, path)
+        return True
+
+    try:
+        deferred = []
+        for run in todo:
+            current = run
+            if attempt(run, wait=False):
+                bar.update(1)
+            else:
+                say(f"bench: {run.label()} is being run by another process ({claim_holder(out, run)}); "
+                    f"skipped for now, back to it once the rest is done")
+                deferred.append(run)
+        for run in deferred:  # finished by its holder meanwhile, or taken over if the holder died
+            current = run
+            if not attempt(run, wait=False):
+                say(f"bench: waiting for {claim_holder(out, run)} to finish {run.label()}")
+                attempt(run, wait=True)
             bar.update(1)
         current = None
     except KeyboardInterrupt:
@@ -779,6 +959,25 @@ def run_bench(settings: BenchSettings, base: RunConfig, out: str | Path, progres
         raise
     finally:
         bar.close()
-    report = write_report(out, quiet=True)
+    report = _write_report(out, path)
     return {"out": str(out), "results": str(path), "planned": len(runs), "skipped": len(runs) - len(todo),
-            "ran": [list(k) for k in ran], "bad_lines": [{"line": n, "problem": p} for n, p in bad], "report": report}
+            "ran": [list(k) for k in ran], "by_others": [list(k) for k in by_others],
+            "bad_lines": [{"line": n, "problem": p} for n, p in bad], "report": report}
+
+
+def _write_report(out: Path, results: Path) -> dict:
+    """Rebuild the bench's tables and plots; a full disk is a clear error that keeps the results."""
+    from augrl.report import write_report
+
+    try:
+        return write_report(out, quiet=True)
+    except DiskFullError:
+        raise
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        target = Path(err.filename) if getattr(err, "filename", None) else out
+        raise DiskFullError(target, err, f"the tables and plots of {out} could not be rebuilt; every line of "
+                                         f"{results} is kept",
+                            fix=f"free some space and run `augrl report {out}` (or the same bench command again: "
+                                f"it resumes)") from err
