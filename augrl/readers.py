@@ -64,12 +64,14 @@ def guess_encoding(data: bytes) -> str:
 
 
 def _read_text(path: Path, encoding: str) -> str:
-    """The decoded text of ``path``; a :class:`DecodeError` names the first undecodable byte."""
+    """The decoded text of ``path`` with ``\r\n`` and ``\r`` turned into ``\n`` (as
+    ``Path.read_text`` does); a :class:`DecodeError` names the first undecodable byte."""
     data = path.read_bytes()
     try:
-        return data.decode(encoding)
+        text = data.decode(encoding)
     except UnicodeDecodeError as err:
         raise DecodeError(path, encoding, data, err) from None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def check_encoding(encoding: object, where: str | Path | None = None) -> str:

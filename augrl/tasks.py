@@ -28,6 +28,22 @@ Few-shot protocol (seeded by ``seed``; the test split does not depend on ``shots
    ``"keep"``) and ``meta["source_removed"]`` (rows taken out: 0 under ``"keep"``).
    ``load_task(..., leakage="keep")`` keeps the leaky rows, to reproduce work that did not
    filter; every result line then says ``"leakage_filter": "keep"``.
+
+Users' tasks are YAML files next to CSV, TSV, JSONL or JSON files (README, 'Your own data';
+:func:`task_from_yaml`)::
+
+    name: support-tickets
+    kind: classification            # classification | pair_classification | regression
+    text: body                      # one column name; a pair task: [question1, question2]
+    label: category                 # one column name
+    labels: [billing, other]        # optional YAML list of distinct classes; default: sorted values
+    target: {train: train.csv, test: test.csv}   # or {all: tickets.jsonl}; validation: optional
+    source: {all: public_tickets.csv}            # optional labelled pool from another domain
+    val_size: 200                   # optional positive integers: rows (test_size: 2000)
+    encoding: utf-8                 # optional: encoding of every file above (e.g. latin-1, cp1252)
+
+Every mistake in such a file or its data is a :class:`~augrl.errors.DataError` naming the file,
+line and field, what is wrong and the fix; a misspelt key or split suggests the nearest valid one.
 """
 
 from __future__ import annotations
@@ -467,7 +483,8 @@ def _label_index(value, label_names: tuple[str, ...], rec: dict, column: str = "
     if key in label_names:
         return label_names.index(key)
     raise DataError(
-        f"unknown label {key!r} in column {column!r}; expected one of {list(label_names)}",
+        f"unknown label {key!r} in column {column!r}; expected one of {list(label_names)}"
+        f"{_did_you_mean(key, label_names)}",
         "correct the label or list it under 'labels' in the task",
         rec.get("_file"),
         rec.get("_line"),
@@ -946,6 +963,9 @@ def _yaml_files(cfg: dict, key: str, path: Path) -> dict[str, Path]:
 
 def _read_yaml_table(file: Path, where: str, yaml_path: Path, encoding: str) -> list[dict]:
     """The records of one file of a YAML task; errors say which YAML field named it and how to fix it."""
+    if file.is_dir():
+        raise DataError(f"'{where}' in {yaml_path.name} names a folder, not a file",
+                        f"name the CSV, TSV, JSONL or JSON file inside it in {yaml_path}", file)
     if not file.is_file():
         folder = file.parent
         near = _did_you_mean(file.name, [f.name for f in folder.iterdir()] if folder.is_dir() else [])
@@ -954,8 +974,9 @@ def _read_yaml_table(file: Path, where: str, yaml_path: Path, encoding: str) -> 
     try:
         rows = readers.read_table(file, encoding=encoding)
     except readers.DecodeError as err:
-        raise DataError(err.problem, f"add `encoding: {err.suggestion}` to {yaml_path} (or the file's real encoding, "
-                        f"e.g. cp1252), or save {file.name} as UTF-8", err.path, err.line) from None
+        other = " (or the file's real encoding, e.g. cp1252 for Windows files)" if err.suggestion == "latin-1" else ""
+        raise DataError(err.problem, f"add `encoding: {err.suggestion}` to {yaml_path}{other}, or save {file.name} "
+                        "as UTF-8", err.path, err.line) from None
     if not rows:
         what = "a header and no rows" if file.suffix.lower() in (".csv", ".tsv") else "no records"
         raise DataError(f"the file holds {what}",
@@ -977,8 +998,8 @@ def _yaml_row(rec: dict, text_cols: list[str], label_col: str, yaml_path: Path) 
         field = "label" if col == label_col else "text"
         hint = _did_you_mean(col, columns)
         if tabular:
-            raise DataError(f"column {col!r} not found; columns are {columns}{hint}",
-                            f"correct '{field}' in {yaml_path}, or rename the column", rec.get("_file"), 1)
+            fix = _delimiter_hint(columns, str(rec["_file"])) or f"correct '{field}' in {yaml_path}, or rename the column"
+            raise DataError(f"column {col!r} not found; columns are {columns}{hint}", fix, rec.get("_file"), 1)
         raise DataError(f"row has no key {col!r}; its keys are {columns}{hint}",
                         f"add \"{col}\" to that row, or correct '{field}' in {yaml_path}", rec.get("_file"), rec.get("_line"))
     value = rec[label_col]
@@ -986,6 +1007,20 @@ def _yaml_row(rec: dict, text_cols: list[str], label_col: str, yaml_path: Path) 
         raise DataError(f"empty label in column {label_col!r}", "fill in the label or remove the row",
                         rec.get("_file"), rec.get("_line"))
     return rec
+
+
+def _delimiter_hint(columns: list[str], file: str) -> str:
+    """How to fix a header read as one column because the file uses another delimiter, or ``""``."""
+    if len(columns) != 1:
+        return ""
+    tsv = file.lower().endswith(".tsv")
+    for sep, name in (("\t", "tab"), (",", "comma"), (";", "semicolon"), ("|", "bar")):
+        if sep in columns[0] and sep != ("\t" if tsv else ","):
+            if sep == ("," if tsv else "\t"):
+                return f"the file is {name}-separated: name it .{'csv' if tsv else 'tsv'}"
+            return (f"the file looks {name}-separated, but augrl reads .csv files as comma-separated and .tsv as "
+                    "tab-separated: save it with commas (or tabs, as .tsv)")
+    return ""
 
 
 def _infer_labels(rows: dict[str, list[dict]], label_col: str, path: Path) -> tuple[str, ...]:

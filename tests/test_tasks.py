@@ -1,3 +1,5 @@
+import re
+
 import datasets
 import pytest
 
@@ -127,3 +129,26 @@ def test_hub_fallback_without_data_root(monkeypatch):
     monkeypatch.setattr(datasets, "load_dataset", fake_hub)
     t = load_task("rt", shots=2, val_size=4, test_size=10)
     assert len(t.train) == 4 and t.meta["source_total"] == 2
+
+
+def test_spec_and_split_sizes_must_be_positive_integers(toy_task):
+    with pytest.raises(ConfigError, match=r"task 'x': val_size must be a positive integer.*got -1"):
+        tasks.TaskSpec("x", "classification", ("a", "b"), val_size=-1)
+    with pytest.raises(ConfigError, match=r"test_size must be a positive integer.*got '5'"):
+        tasks.TaskSpec("x", "classification", ("a", "b"), test_size="5")
+    with pytest.raises(ConfigError, match=r"duplicate label 'a'"):
+        tasks.TaskSpec("x", "classification", ("a", "b", "a"))
+    with pytest.raises(ConfigError, match=r"val_size must be a positive integer.*got 0"):
+        load_task(str(toy_task), shots=2, val_size=0)
+    with pytest.raises(ConfigError, match=r"test_size must be a positive integer.*got True"):
+        load_task(str(toy_task), shots=2, test_size=True)
+
+
+def test_shortage_with_official_splits_counts_each_file(toy_task):
+    # train.csv has 120 rows (60 per class); val_size 20 comes out of them
+    with pytest.raises(DataError) as err:
+        load_task(str(toy_task), shots=55)
+    msg = str(err.value)
+    assert re.search(r"class '(neg|pos)' has only (5[0-4]|[1-4]\d) rows left for training, 55 asked for", msg)
+    assert "train: 120 rows (train.csv), test: 60 rows (test.csv)" in msg
+    assert "validation took 20 (random, val_size 20)" in msg and "need at least 130 rows in the train split" in msg
