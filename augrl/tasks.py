@@ -813,7 +813,10 @@ def task_from_yaml(path: str | Path) -> tuple[TaskSpec, Loader]:
         for r in rows:
             texts = [_check_text(r, c) for c in text_cols]
             value = r[label_col]
-            label = _score(value, r, label_col) if spec.is_regression else _label_index(value, label_names, r, label_col)
+            if spec.is_regression:
+                label = _score(value, r, label_col)
+            else:
+                label = _label_index(value, label_names, r, label_col)
             out.append(_pair(r, *texts, label, domain) if spec.pair else _single(r, texts[0], label, domain))
         return out
 
@@ -854,8 +857,8 @@ def _check_yaml_keys(cfg: dict, path: Path) -> None:
         else:
             hint = "; ".join(f"{k!r}{h}" for k, h in hints if h)
             hint = f": {hint}" if hint else ""
-        raise DataError(f"unknown field(s) {unknown}{hint}", f"rename or remove them; the fields are {list(_YAML_KEYS)}",
-                        path)
+        raise DataError(f"unknown field(s) {unknown}{hint}",
+                        f"rename or remove them; the fields are {list(_YAML_KEYS)}", path)
     for key in ("kind", "text", "label", "target"):
         if cfg.get(key) is None:
             raise DataError(f"missing field {key!r}", _YAML_HELP, path)
@@ -894,9 +897,13 @@ def _yaml_labels(cfg: dict, kind: str, path: Path) -> tuple[str, ...] | None:
         parts = [p for p in re.split(r"[,\s]+", labels.strip(" []")) if p]
         raise DataError(f"field 'labels' is the string {labels!r}; it must be a YAML list",
                         f"write `labels: [{', '.join(parts) or 'neg, pos'}]`", path)
-    if not isinstance(labels, list) or not all(isinstance(x, (str, int, float, bool)) for x in labels):
+    if not isinstance(labels, list) or not all(isinstance(x, (str, int, float)) for x in labels):
         raise DataError(f"field 'labels' is {labels!r}; it must be a YAML list of class names",
                         "write e.g. `labels: [neg, pos]`", path)
+    booleans = [x for x in labels if isinstance(x, bool)]
+    if booleans:
+        raise DataError(f"field 'labels' {labels!r} holds {booleans[0]!r}: YAML reads unquoted yes/no/on/off/true/false "
+                        "as booleans", "quote those labels, e.g. `labels: ['no', 'yes']`", path)
     names = tuple(str(x).strip() for x in labels)
     twice = [x for i, x in enumerate(names) if x in names[:i]]
     if twice:
@@ -998,10 +1005,12 @@ def _yaml_row(rec: dict, text_cols: list[str], label_col: str, yaml_path: Path) 
         field = "label" if col == label_col else "text"
         hint = _did_you_mean(col, columns)
         if tabular:
-            fix = _delimiter_hint(columns, str(rec["_file"])) or f"correct '{field}' in {yaml_path}, or rename the column"
+            fix = (_delimiter_hint(columns, str(rec["_file"]))
+                   or f"correct '{field}' in {yaml_path}, or rename the column")
             raise DataError(f"column {col!r} not found; columns are {columns}{hint}", fix, rec.get("_file"), 1)
         raise DataError(f"row has no key {col!r}; its keys are {columns}{hint}",
-                        f"add \"{col}\" to that row, or correct '{field}' in {yaml_path}", rec.get("_file"), rec.get("_line"))
+                        f"add \"{col}\" to that row, or correct '{field}' in {yaml_path}",
+                        rec.get("_file"), rec.get("_line"))
     value = rec[label_col]
     if value is None or not str(value).strip():
         raise DataError(f"empty label in column {label_col!r}", "fill in the label or remove the row",

@@ -61,6 +61,10 @@ CASES = {
         {"d.csv": rows(40)}, HEAD + "labels: neg, pos\ntarget: {all: d.csv}\n",
         ["t.yaml", "'labels'", "YAML list", "labels: [neg, pos]"],
     ),
+    "yes/no labels read as booleans": (
+        {"d.csv": rows(8).replace("neg", "no").replace("pos", "yes")}, HEAD + "labels: [no, yes]\ntarget: {all: d.csv}\n",
+        ["t.yaml", "'labels'", "booleans", "labels: ['no', 'yes']"],
+    ),
     "duplicate label": (
         {"d.csv": rows(40)}, HEAD + "labels: [neg, pos, pos]\ntarget: {all: d.csv}\n",
         ["t.yaml", "duplicate label 'pos'", "list each class once"],
