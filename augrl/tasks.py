@@ -357,7 +357,8 @@ def split_task(
             f"task {spec.name!r}: {problem}. The target holds {_rows_by_split(target)}; the test split "
             f"took {len(test)} ({test_from}, test_size {test_size}), validation took {len(val)} ({val_from}, "
             f"val_size {val_size}), leaving {len(rest)} for training; these sizes need at least {need} {where}",
-            f"add {wanted} rows to the target, or lower --shots, val_size or test_size (in the task YAML)",
+            f"add {wanted} rows to the target, or lower --shots, val_size or test_size (fields of a task YAML, "
+            "arguments of load_task)",
         )
 
     if spec.is_regression:
