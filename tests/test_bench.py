@@ -43,9 +43,14 @@ def _lines(path: Path) -> list[str]:
 def test_two_runs_write_lines_tables_and_plot_and_a_rerun_adds_nothing(toy_tasks, tiny_model_dir, augrl_cache,
                                                                        single_thread, tmp_path, capsys):
     out = tmp_path / "bench"
+    assert main(_cli(toy_tasks, tiny_model_dir, out, "kd", "--json")) == 0
+    first = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert first["planned"] == 1 and first["skipped"] == 0 and [k[1] for k in first["ran"]] == ["kd"]
+    # a later bench on the folder adds kd+eda; it must find the split and the teacher kd had
     assert main(_cli(toy_tasks, tiny_model_dir, out, "kd,kd+eda", "--json")) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert summary["planned"] == 2 and summary["skipped"] == 0 and len(summary["ran"]) == 2
+    assert summary["planned"] == 2 and summary["skipped"] == 1 and [k[1] for k in summary["ran"]] == ["kd+eda"]
+    assert summary["ran"][0][:4] == [str(toy_tasks["single_file"]), "kd+eda", 0, 8]
     records, bad = read_jsonl(out / "results.jsonl")
     assert not bad and [r["method"] for r in records] == ["kd", "kd+eda"]
     kd, eda = records
@@ -58,8 +63,12 @@ def test_two_runs_write_lines_tables_and_plot_and_a_rerun_adds_nothing(toy_tasks
     assert kd["augmenter"] is None and kd["train_size"] == 16 and kd["candidates"] == 0
     assert eda["augmenter"]["name"] == "eda" and "alpha_sr" in eda["augmenter"]["params"]
     assert eda["pool"]["size"] == 4 * 16 and eda["candidates"] == 64 and eda["train_size"] == 80
-    # both runs learnt from the same (cached) teacher
-    assert kd["teacher"]["dir"] == eda["teacher"]["dir"] and eda["teacher"]["cached"] == kd["teacher"]["cached"]
+    # the second bench learnt from the teacher the first one trained (loaded from the cache, not
+    # trained again), on the same split: a fair comparison across resumed benches
+    assert eda["teacher"]["cached"] is True and Path(eda["teacher"]["dir"], "config.json").is_file()
+    assert {k: eda["teacher"][k] for k in ("dir", "val", "train_seconds")} == \
+        {k: kd["teacher"][k] for k in ("dir", "val", "train_seconds")}
+    assert eda["split"] == kd["split"] and eda["split"]["index_hash"]["train"]
     table = (out / "table.md").read_text()
     assert "| kd |" in table and "| kd+eda |" in table and "toy, 8 shots per class" in table
     assert len(_lines(out / "table.csv")) == 3 and (out / "toy.png").stat().st_size > 5000
@@ -392,7 +401,27 @@ def slow(ctx):
         Path(flag).write_text("started")
         time.sleep(300)
     return ctx.distil()
+
+
+@bench.register("test-hold", augments=False,
+                description="student_ft; first gets the seed's teacher and waits while AUGRL_TEST_HOLD names a file")
+def hold(ctx):
+    flag = os.environ.get("AUGRL_TEST_HOLD")
+    if flag:
+        ctx.teacher()
+        Path(flag).write_text(ctx.info["teacher"]["dir"])
+        time.sleep(300)
+    return bench.get("student_ft").run(ctx)
 '''
+
+
+def _forget_slow_methods() -> None:
+    """Unregister SLOW_METHOD's methods and forget its module, so the next test imports it afresh."""
+    import sys
+
+    for name in ("test-slow", "test-hold"):
+        bench._REGISTRY.pop(name, None)
+    sys.modules.pop("slow_bench_methods", None)
 
 
 def test_a_killed_bench_process_keeps_its_lines_and_a_rerun_completes_the_rest(
@@ -422,13 +451,70 @@ def test_a_killed_bench_process_keeps_its_lines_and_a_rerun_completes_the_rest(
     assert proc.returncode == 130 and "interrupted during" in err and "test-slow" in err
     first = _lines(out / "results.jsonl")
     assert [json.loads(x)["method"] for x in first] == ["kd"]
+    assert list((out / "claims").iterdir()) == []  # a graceful stop gives its claim back
 
     monkeypatch.syspath_prepend(str(tmp_path))
     try:
         assert main([*argv, "--json"]) == 0
     finally:
-        bench._REGISTRY.pop("test-slow", None)
+        _forget_slow_methods()
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["skipped"] == 1 and [k[1] for k in summary["ran"]] == ["test-slow", "student_ft"]
     lines = _lines(out / "results.jsonl")
     assert lines[0] == first[0] and len(lines) == 3
+    assert [json.loads(x)["method"] for x in lines] == ["kd", "test-slow", "student_ft"]
+
+
+def test_a_bench_killed_with_sigkill_mid_run_resumes_only_the_killed_run_and_never_repeats_a_line(
+        toy_tasks, tiny_model_dir, augrl_cache, single_thread, tmp_path, monkeypatch, capsys):
+    """``kill -9`` (or the OOM killer, or a lost node): no handler runs, the claim file stays."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "slow_bench_methods.py").write_text(SLOW_METHOD)
+    out, flag = tmp_path / "bench", tmp_path / "holding"
+    argv = _cli(toy_tasks, tiny_model_dir, out, "student_ft,test-hold,kd", "--import", "slow_bench_methods")
+    env = {**os.environ, "AUGRL_TEST_HOLD": str(flag), "AUGRL_CACHE": str(augrl_cache), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.Popen([sys.executable, "-m", "augrl.cli", *argv], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    results = out / "results.jsonl"
+    try:
+        deadline = time.monotonic() + 180
+        while not (flag.exists() and results.exists()) and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert flag.exists(), proc.communicate(timeout=5)[1] if proc.poll() is not None else "not started in time"
+        assert [json.loads(x)["method"] for x in _lines(results)] == ["student_ft"]  # the first line is in
+        proc.send_signal(signal.SIGKILL)  # during the second run
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stderr.close()
+    assert proc.returncode == -signal.SIGKILL
+    first = results.read_bytes()
+    assert first.count(b"\n") == 1 and json.loads(first)["method"] == "student_ft"
+    left = list((out / "claims").iterdir())  # the killed run's claim, still naming the dead process
+    assert len(left) == 1 and json.loads(left[0].read_text())["pid"] == proc.pid
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        assert main([*argv, "--json"]) == 0  # the same command again, in another process
+    finally:
+        _forget_slow_methods()
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out.strip().splitlines()[-1])
+    assert summary["skipped"] == 1 and [k[1] for k in summary["ran"]] == ["test-hold", "kd"]
+    assert f"test-hold seed=0 shots=8: taking over its claim from pid {proc.pid} on " in captured.err
+    data = results.read_bytes()
+    assert data.startswith(first)  # the line written before the kill is untouched
+    records, bad = read_jsonl(results)
+    keys = [bench.run_key(r) for r in records]
+    assert not bad and [r["method"] for r in records] == ["student_ft", "test-hold", "kd"] and len(set(keys)) == 3
+    assert list((out / "claims").iterdir()) == []
+    # kd, run after the resume, learnt from the teacher the killed process had (cached, not retrained)
+    kd = records[-1]
+    assert kd["teacher"]["cached"] is True and kd["teacher"]["dir"] == flag.read_text()
