@@ -76,8 +76,9 @@ def test_two_runs_write_lines_tables_and_plot_and_a_rerun_adds_nothing(toy_tasks
     before = (out / "results.jsonl").read_bytes()
     assert main(_cli(toy_tasks, tiny_model_dir, out, "kd,kd+eda", "--json")) == 0
     again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert again["skipped"] == 2 and again["ran"] == []
+    assert again["skipped"] == 2 and again["ran"] == [] and again["by_others"] == []
     assert (out / "results.jsonl").read_bytes() == before
+    assert (out / "table.md").read_text() == table  # the report of the same lines is the same report
 
 
 def _failing(method: str, error: type[BaseException]):
@@ -99,6 +100,7 @@ def test_interrupted_bench_keeps_finished_lines_and_a_rerun_completes_only_the_r
     assert "interrupted during toy kd+mask" in err or f"interrupted during {toy_tasks['single_file']} kd+mask" in err
     first = _lines(out / "results.jsonl")
     assert [json.loads(x)["method"] for x in first] == ["kd"]
+    assert list((out / bench.CLAIMS_DIR).iterdir()) == []  # Ctrl-C gives the claim back
 
     assert main(_cli(toy_tasks, tiny_model_dir, out, "kd,kd+mask,student_ft", "--json")) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -115,6 +117,8 @@ def test_an_error_in_a_run_loses_only_that_run(toy_tasks, base, tmp_path, monkey
         with pytest.raises(RuntimeError, match="simulated crash"):
             bench.run_bench(settings, base, out, progress=False, log=lambda _: None)
     assert [r["method"] for r in read_jsonl(out / "results.jsonl")[0]] == ["kd"]
+    # the failed run's claim is given back: a claim kept open would make the rerun below wait for itself
+    assert list((out / bench.CLAIMS_DIR).iterdir()) == []
     summary = bench.run_bench(settings, base, out, progress=False, log=lambda _: None)
     assert [k[1] for k in summary["ran"]] == ["kd+mask", "student_ft"]
 
@@ -160,7 +164,7 @@ def test_report_rebuilds_everything_from_results_jsonl_alone(toy_tasks, base, tm
     printed = capsys.readouterr().out
     assert (copy / "table.md").read_text() == (out / "table.md").read_text() and "| teacher_ft |" in printed
     assert (copy / "table.csv").read_text() == (out / "table.csv").read_text()
-    assert (copy / "toy.png").stat().st_size > 5000
+    assert (copy / "toy.png").read_bytes() == (out / "toy.png").read_bytes()  # the plot too comes from the lines
     assert main(["report", str(tmp_path / "nothing")]) == 2
     assert "no results file" in capsys.readouterr().err
 
@@ -240,8 +244,11 @@ def test_several_configurations_of_a_method_get_rows_of_their_own_and_shots_a_cu
     assert [r["method"] for r in rows] == ["kd", "student_ft", "kd+eda (variants=4)", "kd+eda (variants=8)"]
     assert all(r["seeds"] == 2 for r in rows)  # progress bars on or off: the same configuration
     assert any("kd+eda ran under 2 configurations" in n for n in summary["notes"])
-    assert (tmp_path / "rt-datasize.png").stat().st_size > 5000
-    assert (tmp_path / "rt-40shots.png").exists() and (tmp_path / "rt-10shots.png").exists()
+    # one bar plot per shots (named by its shots, none overwriting another) and the data-size curve
+    assert sorted(summary["plots"]) == sorted(str(tmp_path / f"rt-{n}.png") for n in ("10shots", "40shots", "datasize"))
+    assert not (tmp_path / "rt.png").exists()
+    pngs = [Path(p).read_bytes() for p in summary["plots"]]
+    assert all(png.startswith(b"\x89PNG") and len(png) > 5000 for png in pngs) and len(set(pngs)) == 3
 
 
 def test_unknown_methods_and_bad_settings_are_clear_errors_before_anything_runs(tmp_path, capsys):
@@ -364,7 +371,9 @@ def test_bench_rt_with_minilm(data_root, augrl_cache, tmp_path, capsys):
     assert len(summary["ran"]) == 2
     kd, eda = read_jsonl(out / "results.jsonl")[0]
     assert kd["params"]["teacher"] == 22713986 and eda["candidates"] == 4 * 16
-    assert (out / "table.md").exists() and (out / "table.csv").exists() and (out / "rt.png").exists()
+    table = (out / "table.md").read_text()
+    assert "| kd |" in table and "| kd+eda |" in table and "rt, 8 shots per class" in table
+    assert len(_lines(out / "table.csv")) == 3 and (out / "rt.png").stat().st_size > 5000
     assert main(argv) == 0
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["ran"] == []
 
