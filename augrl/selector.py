@@ -170,17 +170,23 @@ class ReinforceSelector:
     # ------------------------------------------------------------------ saving
 
     def save(self, path: str | Path) -> Path:
-        """Weights, optimiser, baseline and settings in one file."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
-                    "baseline": self.baseline, "episodes": self.episodes, "num_features": self.num_features,
-                    "config": json.dumps(self.config.to_dict())}, path)
-        return path
+        """Weights, optimiser, baseline and settings in one file (tensors and plain values only,
+        written atomically: :func:`augrl.models.save_torch`)."""
+        from augrl.models import save_torch
+
+        baseline = None if self.baseline is None else float(self.baseline)
+        return save_torch({"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+                           "baseline": baseline, "episodes": int(self.episodes),
+                           "num_features": int(self.num_features), "config": json.dumps(self.config.to_dict())},
+                          path)
 
     @classmethod
     def load(cls, path: str | Path) -> "ReinforceSelector":
-        state = torch.load(path, map_location="cpu")
+        """A selector saved by :meth:`save`; read with ``torch.load(weights_only=True)``
+        (:func:`augrl.models.load_torch`), so a file holding other pickled objects is refused."""
+        from augrl.models import load_torch
+
+        state = load_torch(path, map_location="cpu")
         selector = cls(state["num_features"], SelectorConfig.from_dict(json.loads(state["config"])))
         selector.policy.load_state_dict(state["policy"])
         selector.optimizer.load_state_dict(state["optimizer"])

@@ -28,7 +28,7 @@ import torch
 
 from augrl.batching import Encoded
 from augrl.kd.outputs import KINDS, Needs, Outputs, model_outputs
-from augrl.models import hidden_size, layer_count
+from augrl.models import hidden_size, layer_count, load_torch, save_torch
 
 SQUARE_KINDS = ("attentions", "attention_scores")  # stored as h x n_i x n_i blocks
 _DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -204,12 +204,15 @@ class TeacherCache:
         """Kept for compatibility: lookups always return CPU tensors; the distiller moves them."""
         return self
 
-    def save(self, path: str | Path) -> None:
-        torch.save({"logits": self.logits, "lengths": self.lengths, "layers": self.layers,
-                    "num_layers": self.num_layers, "hidden_size": self.hidden_size, "heads": self.heads,
-                    "extras": self.extras}, path)
+    def save(self, path: str | Path) -> Path:
+        """Write the cache to one file (tensors and plain values only, written atomically:
+        :func:`augrl.models.save_torch`)."""
+        return save_torch({"logits": self.logits, "lengths": self.lengths, "layers": self.layers,
+                           "num_layers": self.num_layers, "hidden_size": self.hidden_size, "heads": self.heads,
+                           "extras": self.extras}, path)
 
     @classmethod
     def load(cls, path: str | Path) -> "TeacherCache":
-        state = torch.load(path, map_location="cpu")
-        return cls(**state)
+        """A cache saved by :meth:`save`; read with ``torch.load(weights_only=True)``
+        (:func:`augrl.models.load_torch`), so a file holding other pickled objects is refused."""
+        return cls(**load_torch(path, map_location="cpu"))

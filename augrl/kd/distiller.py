@@ -25,7 +25,7 @@ from augrl.kd.cache import TeacherCache
 from augrl.kd.layer_map import LayerMap
 from augrl.kd.losses import LossEntry, get_loss, validate_objective
 from augrl.kd.outputs import KINDS, Needs, Outputs, model_outputs
-from augrl.models import hidden_size, layer_count
+from augrl.models import hidden_size, layer_count, load_torch, save_torch
 
 TeacherLike = "Outputs | TeacherCache | nn.Module | None"
 
@@ -241,14 +241,13 @@ class Distiller:
         """Save the learned loss modules (projections...) with the layer map; None if there are none."""
         if not len(self.modules):
             return None
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"modules": {k: m.state_dict() for k, m in self.modules.items()},
-                    "layer_map": None if self.layer_map is None else str(self.layer_map),
-                    "objective": self.objective}, path)
-        return path
+        return save_torch({"modules": {k: m.state_dict() for k, m in self.modules.items()},
+                           "layer_map": None if self.layer_map is None else str(self.layer_map),
+                           "objective": {k: float(v) for k, v in self.objective.items()}}, path)
 
     def load_modules(self, path: str | Path) -> None:
-        state = torch.load(path, map_location=self.device)
+        """Load modules saved by :meth:`save_modules`; read with ``torch.load(weights_only=True)``
+        (:func:`augrl.models.load_torch`), so a file holding other pickled objects is refused."""
+        state = load_torch(path, map_location=self.device)
         for name, module_state in state["modules"].items():
             self.modules[name].load_state_dict(module_state)
