@@ -3,7 +3,7 @@
 The environment, the benchmark, the policy evaluation and every Ray trial of a seed need the
 same teacher: the encoder fine-tuned on that seed's few-shot target set. Fine-tuning MiniLM
 takes about a minute on a 2-core CPU, so the result is stored in the augrl cache
-(:mod:`augrl.baselines.cache`, kind ``teacher``) under a key made of everything that decides
+(:mod:`augrl.artifacts`, kind ``teacher``) under a key made of everything that decides
 it: the task, the rows and texts of the split, the encoder, the training settings and the
 seed. A change of any of them trains a new teacher; otherwise the saved one is loaded.
 """
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from augrl import models
-from augrl.baselines.cache import cached_build
+from augrl.artifacts import cached_build, model_key
 from augrl.pipelines import Prepared, RunConfig, train_teacher
 from augrl.training import evaluate
 
@@ -33,7 +33,7 @@ def split_fingerprint(data: Prepared) -> str:
 def teacher_key(cfg: RunConfig, data: Prepared) -> dict:
     """Everything that decides a fine-tuned teacher."""
     return {"task": data.task.spec.name, "split": split_fingerprint(data), "seed": cfg.seed,
-            "teacher": str(models.resolve_model(cfg.teacher)), "train": cfg.teacher_train.to_dict(),
+            "teacher": model_key(cfg.teacher), "train": cfg.teacher_train.to_dict(),
             "device_type": data.device.type}
 
 
@@ -69,6 +69,25 @@ def fine_tuned_teacher(cfg: RunConfig, data: Prepared, progress: bool = True,
     info = {k: meta.get(k) for k in ("val", "history", "train_seconds", "best_epoch")}
     info.update(cached="model" not in built, dir=str(folder))
     return teacher.to(data.device), info
+
+
+def obtain_teacher(cfg: RunConfig, data: Prepared, teacher_dir: str | Path | None = None,
+                   progress: bool = True) -> tuple[object, dict]:
+    """The run's teacher: the saved model in ``teacher_dir`` when given, else
+    :func:`fine_tuned_teacher` (trained once per split and settings, then loaded from the cache).
+
+    Returns ``(teacher, info)`` as :func:`fine_tuned_teacher` does (``info["dir"]`` is
+    ``teacher_dir`` for a given teacher).
+    """
+    if teacher_dir is not None:
+        return models.load_model(teacher_dir).to(data.device), {"dir": str(teacher_dir), "cached": True}
+    return fine_tuned_teacher(cfg, data, progress)
+
+
+def teacher_stage(info: dict) -> dict:
+    """The ``stages["teacher"]`` entry of a result record, from :func:`fine_tuned_teacher`'s info."""
+    return {"best_epoch": info.get("best_epoch"), "seconds": info.get("train_seconds"),
+            "history": info.get("history"), "cached": info.get("cached")}
 
 
 def teacher_test_metrics(teacher, data: Prepared, cfg: RunConfig) -> dict:

@@ -26,7 +26,7 @@ from torch import nn
 
 from augrl.errors import ConfigError
 
-from .cache import cached_build, slug
+from augrl.artifacts import cached_build, slug
 from .contextual import ContextualAugmenter
 from .corpus import task_key
 from .mlm import MaskedLM, MLMConfig, load_masked_lm, load_mlm, train_mlm

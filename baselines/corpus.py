@@ -36,7 +36,16 @@ def task_texts(task, max_texts: int | None = None, seed: int = 0) -> list[str]:
 
 
 def task_key(task) -> dict:
-    """What identifies a task's data in cache keys: name, split seed and shots, split hashes."""
-    meta = task.meta
-    return {"task": meta.get("task", task.spec.name), "seed": meta.get("seed"), "shots": meta.get("shots"),
-            "index_hash": meta.get("index_hash"), "source_size": len(task.source) if task.source is not None else 0}
+    """What identifies a task's data in cache keys: the content of its train set and source pool.
+
+    The texts and labels are fingerprinted (:func:`augrl.artifacts.dataset_fingerprint`), so two
+    tasks of one name and size but other text never share an adapted MLM or a vocabulary; the
+    name and split seed are kept only to make entries readable.
+    """
+    from augrl.artifacts import dataset_fingerprint
+
+    fields = task.spec.text_fields
+    source = task.source if task.source is not None and len(task.source) else None
+    return {"task": task.meta.get("task", task.spec.name), "seed": task.meta.get("seed"),
+            "train": dataset_fingerprint(task.train, fields),
+            "source": dataset_fingerprint(source, fields), "source_size": 0 if source is None else len(source)}

@@ -83,7 +83,7 @@ def augment_dataset(dataset, augmenter: Augmenter, n: int = 1, seed: int = 0, ke
     """
     import datasets
 
-    from .cache import key_hash
+    from augrl.artifacts import key_hash
 
     features = datasets.Features({**dataset.features, "origin_row": datasets.Value("int64"),
                                   "method": datasets.Value("string"), "edits": datasets.Value("int64")})

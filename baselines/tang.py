@@ -29,7 +29,7 @@ import numpy as np
 from augrl.errors import ConfigError
 
 from .base import WordAugmenter, words_of
-from .cache import cached_build
+from augrl.artifacts import cached_build
 from .corpus import task_key, task_texts
 from .registry import register
 from .resources import load_spacy, tag_words

@@ -30,7 +30,7 @@ from augrl.kd.distiller import Distiller
 from augrl.kd.outputs import Needs
 from augrl.pipelines import Prepared, build_configured_student, prepare
 from augrl.pool import CandidatePool, build_pool
-from augrl.teachers import fine_tuned_teacher
+from augrl.teachers import obtain_teacher
 
 from .config import AugmentKDConfig
 from .features import static_features
@@ -151,12 +151,9 @@ def build_world(config: AugmentKDConfig, progress: bool = False, data: Prepared 
     t = time.perf_counter()
     info: dict = {}
     if teacher is None:
-        if config.teacher_dir:
-            teacher = models.load_model(config.teacher_dir).to(data.device)
-            info = {"dir": config.teacher_dir, "cached": True}
-        else:
+        if not config.teacher_dir:
             _log(progress, "fine-tuned teacher (trained once per split, then cached)")
-            teacher, info = fine_tuned_teacher(run, data, progress=progress)
+        teacher, info = obtain_teacher(run, data, config.teacher_dir, progress=progress)
     teacher.eval()
     timings["teacher_s"] = time.perf_counter() - t
 

@@ -9,7 +9,7 @@ import torch
 
 from augrl import baselines
 from augrl.baselines import mlm as mlm_mod
-from augrl.baselines.cache import read_meta
+from augrl.artifacts import read_meta
 from augrl.baselines.cbert import CONFIG_FLAG
 from augrl.errors import ConfigError
 

@@ -40,7 +40,7 @@ from augrl.errors import ConfigError
 from augrl.kd.cache import TeacherCache
 from augrl.kd.distiller import Distiller
 from augrl.kd.outputs import Needs
-from augrl.pipelines import Prepared, RunConfig, _stage, build_configured_student, train_teacher
+from augrl.pipelines import Prepared, RunConfig, _stage, build_configured_student
 from augrl.runtime import seed_everything
 from augrl.training import FitResult, TrainConfig, evaluate, fit, total_steps
 
@@ -184,14 +184,17 @@ class DistillContext:
     # ------------------------------------------------------------------ models
 
     def teacher(self, index: int = 0) -> tuple[nn.Module, bool]:
-        """The ``index``-th ``--teacher-dir`` teacher, or (index 0 without dirs) one fine-tuned on
-        the target train set now. Returns ``(teacher, trained_here)``."""
+        """The ``index``-th ``--teacher-dir`` teacher, or (index 0 without dirs) the one fine-tuned
+        on the target train set (:func:`augrl.teachers.obtain_teacher`: trained on the first run
+        of a split, loaded from the cache after). Returns ``(teacher, not_given)``."""
         if index < len(self.teacher_dirs):
             return models.load_model(self.teacher_dirs[index]).to(self.device), False
         if index > 0:
             raise ConfigError(f"teacher {index} asked for but only {len(self.teacher_dirs)} --teacher-dir given")
-        teacher, result = train_teacher(self.cfg, self.data, self.progress)
-        self.record_stage("teacher", result)
+        from augrl.teachers import obtain_teacher, teacher_stage
+
+        teacher, info = obtain_teacher(self.cfg, self.data, progress=self.progress)
+        self.stages["teacher"] = teacher_stage(info)
         return teacher, True
 
     def initial_teacher(self) -> tuple[nn.Module, bool]:
