@@ -29,8 +29,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/augrl distill --task rt --out runs/demo
 
+# -rs lists every skipped test with its reason; with AUGRL_DATA set, a skipped integration test
+# fails the run (tests/conftest.py)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -rs
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

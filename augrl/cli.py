@@ -9,6 +9,7 @@ config) and ``--quiet`` (no progress bars).
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -456,7 +457,10 @@ def cmd_tune(args: argparse.Namespace) -> None:
         raise AugrlError("augrl tune needs --out DIR (results.jsonl, final.jsonl, tables and Ray's state go there), "
                          "or --resume DIR")
     settings = base = None
-    if not args.resume:
+    if args.resume:
+        for line in _ignored_on_resume(args, tune.load_search(out)[0]):
+            print(line, file=sys.stderr)
+    else:
         settings = tune.TuneSettings(
             task=args.task, method=args.method, space=args.space, num_samples=args.num_samples,
             scheduler=args.scheduler, search=args.search, search_seed=args.search_seed, seeds=args.seeds,
@@ -486,6 +490,49 @@ def cmd_tune(args: argparse.Namespace) -> None:
         print(f"{role}: test " + ", ".join(f"{k}={v:.4f}" for k, v in res["test"].items()) + f" (seeds {res['seeds']})")
     if summary["errors"]:
         print(f"{len(summary['errors'])} trial(s) failed; see {out}/ray", file=sys.stderr)
+
+
+#: what ``augrl tune --resume`` applies: the final test and how this run talks to Ray; every
+#: other flag is ignored (the saved search is kept, as with Ray Tune's ``Tuner.restore``)
+RESUME_APPLIES = ("resume", "final", "final_seeds", "address", "verbose", "quiet", "json", "list")
+
+
+def _subparser(parser: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The parser of subcommand ``name``."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices[name]
+    raise KeyError(name)
+
+
+def _flag_text(action: argparse.Action, value) -> str:
+    """How a flag and its value are written on the command line."""
+    flag = action.option_strings[-1]
+    if action.nargs == 0:  # store_true
+        return flag
+    values = value if isinstance(value, list) else [value]
+    return " ".join(f"{flag} {v}" for v in values)
+
+
+def _ignored_on_resume(args: argparse.Namespace, saved) -> list[str]:
+    """One warning per flag of ``augrl tune --resume`` that differs from the parser's default
+    and is not in :data:`RESUME_APPLIES`, with the saved value where the search has one."""
+    parser = _subparser(build_parser(), "tune")
+    fields = {"import_modules": "imports"}
+    lines = []
+    for action in parser._actions:
+        dest = action.dest
+        if not action.option_strings or dest in RESUME_APPLIES or dest == "help":
+            continue
+        value = getattr(args, dest, None)
+        if value == parser.get_default(dest):
+            continue
+        field = fields.get(dest, dest)
+        kept = f" (the saved search has {field}={getattr(saved, field)!r})" if hasattr(saved, field) else ""
+        lines.append(f"augrl tune: --resume continues the saved search and ignores {_flag_text(action, value)}"
+                     f"{kept}; only --final and --final-seeds change a resumed search (start a new one with --out "
+                     "to change anything else)")
+    return lines
 
 
 def _add_bench_run_flags(p: argparse.ArgumentParser, unit: str, device_help: str) -> None:
@@ -658,7 +705,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", default=None, help="a running Ray cluster (auto, HOST:PORT); default: start Ray here")
     p.add_argument("--out", default=None, help="the search folder")
     p.add_argument("--resume", default=None, metavar="DIR",
-                   help="continue the search in DIR (its settings are kept, but for --final and --final-seeds)")
+                   help="continue the search in DIR with its saved settings: only --final and --final-seeds "
+                        "change (other search flags are ignored, with a warning for each). This unpickles Ray's "
+                        "experiment state from DIR/ray: resume only a folder you trust")
     p.add_argument("--import", dest="import_modules", action="append", default=[], metavar="MODULE",
                    help="import a module that registers bench methods, repeatable")
     p.add_argument("--list", action="store_true", help="list the shipped search spaces, and exit")
@@ -682,6 +731,16 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except AugrlError as err:
         print(f"augrl: error: {err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a full disk in a writer that does not say so itself
+        from augrl.models import DISK_FULL_FIX, is_disk_full
+
+        if not is_disk_full(err):
+            raise
+        where = getattr(err, "filename", None)
+        reason = "disk quota exceeded" if getattr(err, "errno", None) == errno.EDQUOT else "no space left on device"
+        print(f"augrl: error: {f'{where}: ' if where else ''}cannot write: {reason}; results written before are "
+              f"kept. Fix: {DISK_FULL_FIX}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("augrl: interrupted; results already written are kept", file=sys.stderr)

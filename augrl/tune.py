@@ -44,6 +44,16 @@ CPU; torch's threads follow the CPU allocation. The assigned GPU ids are recorde
 **Cluster.** ``ray start --head`` on one machine, ``ray start --address HEAD:6379`` on the
 others, then the same command with ``--address auto`` on the head; ``DIR`` must be on storage
 every node sees (Ray persists checkpoints there).
+
+**Resume, and trust.** ``--resume DIR`` continues the search saved in ``DIR`` as Ray Tune's
+``Tuner.restore`` does: with its saved settings (``tune.json``), so the search, its space and
+its trials' resources stay what they were; only ``--final`` and ``--final-seeds`` (the test
+after the search) and how this run talks to Ray (``--address``, ``--verbose``, ``--quiet``,
+``--json``) apply, and the CLI names every other flag it ignores. ``Tuner.restore``
+**unpickles** Ray's experiment state from ``DIR/ray`` (the trainable, search algorithm and
+scheduler state), and unpickling runs whatever code the file names: resume only a folder that
+you, or a cluster you control, wrote. augrl's own files in ``DIR`` are JSON, and checkpoints'
+``student.pt`` hold tensors only.
 """
 
 from __future__ import annotations
@@ -462,6 +472,14 @@ def _trainable(settings: TuneSettings, context: dict):
     return tune.with_resources(tune.with_parameters(run_trial, context=context), resources)
 
 
+def _write_settings(path: Path, saved: dict) -> None:
+    """Write ``tune.json`` whole or not at all (a full disk: DiskFullError, the old file kept)."""
+    from augrl.models import write_file_atomically
+
+    text = json.dumps(saved, indent=2, default=str)
+    write_file_atomically(path, lambda tmp: tmp.write_text(text))
+
+
 def _save_or_check(out: Path, settings: TuneSettings, base, space) -> None:
     path = out / SETTINGS_FILE
     saved = {"settings": settings.to_dict(), "base": base.to_dict(), "space": space.params,
@@ -473,7 +491,7 @@ def _save_or_check(out: Path, settings: TuneSettings, base, space) -> None:
                               "or give a new --out")
         raise ConfigError(f"{out} already holds this search; continue it with `augrl tune --resume {out}`")
     out.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(saved, indent=2, default=str))
+    _write_settings(path, saved)
 
 
 def load_search(out: str | Path) -> tuple[TuneSettings, object, object]:
@@ -499,7 +517,7 @@ def _final_overrides(out: Path, settings: TuneSettings, final: str | None, final
     path = out / SETTINGS_FILE
     saved = json.loads(path.read_text())
     saved["settings"] = settings.to_dict()
-    path.write_text(json.dumps(saved, indent=2, default=str))
+    _write_settings(path, saved)
     return settings
 
 
@@ -530,7 +548,8 @@ def run_tune(settings: TuneSettings | None = None, base=None, out: str | Path = 
         base: the RunConfig every trial starts from (teacher, training settings, device).
         out: the search folder.
         resume: continue the search saved in ``out`` with ``Tuner.restore``: finished trials
-            are not run again, unfinished and errored ones are.
+            are not run again, unfinished and errored ones are. This unpickles Ray's
+            experiment state from ``out/ray``: resume only a folder you trust.
         final, final_seeds: with ``resume``, replace the saved search's final test (they do
             not change the trials): e.g. test a finished search's best and default
             configurations on more seeds; final runs already in ``final.jsonl`` are kept.

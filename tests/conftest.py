@@ -66,11 +66,52 @@ def toy_task(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def data_root() -> Path:
-    """The real data (``AUGRL_DATA``); integration tests skip without it."""
+    """The real data (``AUGRL_DATA``). Integration tests skip when it is not set; when it is set
+    (CI sets it) to something that is not a folder, they fail: a skip would hide that nothing
+    was tested."""
     root = os.environ.get("AUGRL_DATA")
-    if not root or not Path(root).is_dir():
+    if not root:
         pytest.skip("AUGRL_DATA is not set to the shared data folder")
+    if not Path(root).is_dir():
+        pytest.fail(f"AUGRL_DATA={root} is not a folder: point it at the data (../shared/data) or unset it to "
+                    "skip the integration tests", pytrace=False)
     return Path(root)
+
+
+# --------------------------------------------------------------------------- skipped integration tests
+
+_SKIPPED_INTEGRATION = pytest.StashKey[list]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Note every integration test that was skipped (not xfailed), with its reason."""
+    report = yield
+    if report.skipped and not hasattr(report, "wasxfail") and item.get_closest_marker("integration") is not None:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        item.config.stash.setdefault(_SKIPPED_INTEGRATION, []).append(f"{item.nodeid}: {reason}")
+    return report
+
+
+def _skipped_with_data(config) -> list[str]:
+    """The integration tests skipped although ``AUGRL_DATA`` is set: each is an error."""
+    return config.stash.get(_SKIPPED_INTEGRATION, []) if os.environ.get("AUGRL_DATA") else []
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With ``AUGRL_DATA`` set, a skipped integration test fails the run (exit status 1)."""
+    if _skipped_with_data(session.config) and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    skipped = _skipped_with_data(config)
+    if skipped:
+        terminalreporter.write_sep("=", f"{len(skipped)} integration test(s) skipped although AUGRL_DATA="
+                                        f"{os.environ['AUGRL_DATA']} is set: the run fails", red=True)
+        for line in skipped:
+            terminalreporter.write_line(line)
 
 
 # --------------------------------------------------------------------------- augmentation baselines

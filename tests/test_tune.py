@@ -227,6 +227,17 @@ def test_cli_tune_json_and_clear_errors(ray_session, toy_tasks, tiny_model_dir, 
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["trials"] == 1 and summary["errors"] == [] and len(_lines(out)) == 1
 
+    # --resume keeps the saved search, as Tuner.restore does: each other flag given is named, and ignored
+    assert main(["tune", "--resume", str(out), "--num-samples", "3", "--method", "kd+eda", "--final", "none",
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    resumed = json.loads(captured.out.strip().splitlines()[-1])
+    assert resumed["trials"] == 1 and resumed["new_trials"] == 0 and len(_lines(out)) == 1
+    warnings = [line for line in captured.err.splitlines() if "--resume continues the saved search" in line]
+    assert len(warnings) == 2
+    assert "ignores --method kd+eda (the saved search has method='kd')" in warnings[0]
+    assert "ignores --num-samples 3 (the saved search has num_samples=1)" in warnings[1]
+
     bad = tmp_path / "bad.yaml"
     bad.write_text("params:\n  augmenter.alpah_sr: {uniform: [0, 0.3]}\n")
     assert main(["tune", "--method", "kd+eda", "--space", str(bad), "--out", str(tmp_path / "x")]) == 2
@@ -238,6 +249,27 @@ def test_cli_tune_json_and_clear_errors(ray_session, toy_tasks, tiny_model_dir, 
         assert "pip install optuna" in capsys.readouterr().err
     assert main(["tune", "--resume", str(tmp_path / "nothing")]) == 2
     assert "--resume takes" in capsys.readouterr().err
+
+
+def test_resume_names_each_ignored_flag_and_only_those(toy_tasks, tmp_path):
+    """The flags that differ from the parser's defaults, but for --final, --final-seeds and
+    how the run talks to Ray, are named with the value the saved search keeps."""
+    from augrl.cli import _ignored_on_resume, build_parser
+
+    saved = _settings(toy_tasks, tmp_path, num_samples=4, seeds=[0, 1], imports=["mine"])
+    args = build_parser().parse_args(["tune", "--resume", "DIR", "--final-seeds", "5", "--final", "best",
+                                      "--address", "auto", "--verbose", "--quiet", "--json"])
+    assert _ignored_on_resume(args, saved) == []
+    args = build_parser().parse_args(["tune", "--resume", "DIR", "--num-samples", "16", "--seeds", "3",
+                                      "--teacher", "bert-base-uncased", "--import", "a", "--import", "b",
+                                      "--keep-leaky-source", "--out", "elsewhere", "--final-seeds", "5"])
+    lines = _ignored_on_resume(args, saved)
+    ignored = [line.split(" ignores ")[1].split(" (")[0].split("; ")[0] for line in lines]
+    assert ignored == ["--num-samples 16", "--seeds 3", "--out elsewhere", "--import a --import b",
+                       "--teacher bert-base-uncased", "--keep-leaky-source"]
+    assert "(the saved search has num_samples=4)" in lines[0] and "(the saved search has seeds=[0, 1])" in lines[1]
+    assert "(the saved search has imports=['mine'])" in lines[3]
+    assert all("only --final and --final-seeds change a resumed search" in line for line in lines)
 
 
 def _no_optuna() -> bool:
