@@ -38,8 +38,7 @@ import torch
 from scipy.special import gammaln
 
 from augrl.baselines.base import as_example, example_rngs
-from augrl.baselines.contextual import ContextualAugmenter, _Row
-from augrl.baselines.registry import register
+from augrl.baselines.contextual import ContextualAugmenter, MaskedRow
 from augrl.errors import ConfigError
 
 
@@ -76,7 +75,6 @@ class Sample(NamedTuple):
     edits: int
 
 
-@register("l2a")
 class L2AGenerator(ContextualAugmenter):
     """L2A's constrained search space ``P_s`` over a task-adapted masked LM (module docstring).
 
@@ -139,14 +137,14 @@ class L2AGenerator(ContextualAugmenter):
 
     # ------------------------------------------------------------------ sampling with scores
 
-    def _predict(self, rows: list[_Row], rngs) -> None:
+    def _predict(self, rows: list[MaskedRow], rngs) -> None:
         if self.keep_original:
             for row in rows:
                 row.exclude = [-1] * len(row.exclude)
         super()._predict(rows, rngs)
 
     def _augment_examples(self, examples, n, labels, rngs):
-        rows = self._masked_rows(examples, n, labels, rngs)
+        rows = self.masked_rows(examples, n, labels, rngs)
         maskable = list(self._maskable_counts)
         self._predict(rows, rngs)
         by_key = {(r.example, r.variant): r for r in rows}
@@ -160,7 +158,7 @@ class L2AGenerator(ContextualAugmenter):
                 d = len(row.columns)
                 scores.append((self._position_logprob(row.maskable, d) + float(sum(row.logprobs)), d))
             self._scores.append(scores)
-        return self._fill(examples, rows, n)
+        return self.fill_rows(examples, rows, n)
 
     def augment_scored(self, texts, n: int = 1, labels: Sequence | None = None, seed: int | None = None,
                        batch_size: int | None = None) -> list[list[Sample]]:

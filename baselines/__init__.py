@@ -18,8 +18,6 @@ measures (label preservation, distinct-n, edit fraction) are in :mod:`.quality`.
 from .base import Augmenter, Text, WordAugmenter, edit_count, edit_fraction, word_edit_distance
 from .registry import get, names, parameters, register
 from .mapping import augment_dataset, map_function
-from . import eda, tang, contextual, cbert  # noqa: F401  (register the built-in augmenters)
-from augrl import generator as _l2a  # noqa: F401,E402  (registers L2A's generator as ``l2a``)
 
 __all__ = ["Augmenter", "WordAugmenter", "Text", "get", "names", "parameters", "register", "augment_dataset",
            "map_function", "edit_count", "edit_fraction", "word_edit_distance"]

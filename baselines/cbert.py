@@ -30,7 +30,6 @@ from augrl.artifacts import cached_build, slug
 from .contextual import ContextualAugmenter
 from .corpus import task_key
 from .mlm import MaskedLM, MLMConfig, load_masked_lm, load_mlm, train_mlm
-from .registry import register
 
 CONFIG_FLAG = "augrl_cbert_num_labels"
 
@@ -58,7 +57,6 @@ def _examples(dataset, fields: tuple[str, ...]) -> tuple[list, list[int]]:
     return texts, [int(x) for x in dataset["label"]]
 
 
-@register("cbert")
 class CBERTAugmenter(ContextualAugmenter):
     """Label-conditioned masked-LM replacement (see the module docstring).
 

@@ -31,14 +31,13 @@ from augrl.errors import ConfigError
 
 from .base import Augmenter, Example, words_of
 from .mlm import MaskedLM, MLMConfig, describe, has_mlm_head, load_masked_lm, load_mlm
-from .registry import register
 
 _ALPHA = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 _WORDLIKE = re.compile(r"\w", re.UNICODE)
 
 
 @dataclass
-class _Row:
+class MaskedRow:
     """One masked sequence: variant ``variant`` of example ``example``."""
 
     example: int
@@ -53,7 +52,6 @@ class _Row:
     maskable: int = 0  # words that could have been masked (m)
 
 
-@register("contextual")
 class ContextualAugmenter(Augmenter):
     """Replace random words by masked-LM samples (see the module docstring).
 
@@ -209,11 +207,11 @@ class ContextualAugmenter(Augmenter):
         return min(max(self.min_words, math.ceil(self.p * in_window)), self.max_words, maskable)
 
     def _augment_examples(self, examples, n, labels, rngs):
-        rows = self._masked_rows(examples, n, labels, rngs)
+        rows = self.masked_rows(examples, n, labels, rngs)
         self._predict(rows, rngs)
-        return self._fill(examples, rows, n)
+        return self.fill_rows(examples, rows, n)
 
-    def _masked_rows(self, examples, n, labels, rngs) -> list[_Row]:
+    def masked_rows(self, examples, n, labels, rngs) -> list[MaskedRow]:
         """One masked sequence per variant that changes anything (see the module docstring).
 
         Also leaves the number of maskable words of each example in ``self._maskable_counts``.
@@ -232,7 +230,7 @@ class ContextualAugmenter(Augmenter):
         self._word_pieces([w for ex in words for side in ex for w in side])
         budget = min(self.max_length, mlm.max_length)
 
-        rows: list[_Row] = []
+        rows: list[MaskedRow] = []
         for i, (example, sides) in enumerate(zip(examples, words)):
             pieces = [[self._pieces[w] for w in side] for side in sides]
             window = self._window(pieces, max(0, budget - len(example) - 1))  # [CLS] and one [SEP] per side
@@ -262,12 +260,12 @@ class ContextualAugmenter(Augmenter):
                             ids.extend(pieces[s][w])
                     lengths.append(len(ids) - start)
                     ids.append(sep_id)
-                rows.append(_Row(i, j, ids, self._type_ids(tuple(lengths), label), columns, targets, exclude,
+                rows.append(MaskedRow(i, j, ids, self._type_ids(tuple(lengths), label), columns, targets, exclude,
                                  maskable=len(maskable)))
 
         return rows
 
-    def _fill(self, examples, rows: list[_Row], n: int) -> list[list[Example]]:
+    def fill_rows(self, examples, rows: list[MaskedRow], n: int) -> list[list[Example]]:
         """The variants: each example's words with its rows' choices put in."""
         words = [[words_of(side) for side in ex] for ex in examples]
         out = []
@@ -289,7 +287,7 @@ class ContextualAugmenter(Augmenter):
         return out
 
     @torch.no_grad()
-    def _predict(self, rows: list[_Row], rngs: list[np.random.Generator]) -> None:
+    def _predict(self, rows: list[MaskedRow], rngs: list[np.random.Generator]) -> None:
         """Fill ``row.choices`` for every row: batched forward passes, then seeded sampling."""
         if not rows:
             return

@@ -23,7 +23,6 @@ import re
 import numpy as np
 
 from .base import WordAugmenter
-from .registry import register
 from .resources import load_wordnet
 
 # The stop-word list of the reference implementation (jasonwei20/eda_nlp, code/eda.py).
@@ -39,7 +38,6 @@ STOP_WORDS = frozenset(
 _LETTERS = re.compile(r"[^a-z ]")
 
 
-@register("eda")
 class EDA(WordAugmenter):
     """Wei & Zou (2019)'s four operations (see the module docstring).
 

@@ -1,7 +1,13 @@
-"""Augmenters by name: ``augrl.baselines.get("eda", alpha_sr=0.2)``."""
+"""Augmenters by name: ``augrl.baselines.get("eda", alpha_sr=0.2)``.
+
+The built-in augmenters are listed in :data:`BUILTINS` (name -> ``module:class``) and imported
+on first use, so importing :mod:`augrl.baselines` loads no model code and no module registers
+anything as a side effect of being imported. Users add theirs with :func:`register`.
+"""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from typing import Callable
 
@@ -10,6 +16,18 @@ from augrl.errors import ConfigError
 from .base import Augmenter
 
 Factory = Callable[..., Augmenter]
+
+#: The built-in augmenters: name -> ``module:class``.
+BUILTINS: dict[str, str] = {
+    "eda": "augrl.baselines.eda:EDA",
+    "mask": "augrl.baselines.tang:MaskAugmenter",
+    "pos": "augrl.baselines.tang:POSAugmenter",
+    "ngram": "augrl.baselines.tang:NgramAugmenter",
+    "tang": "augrl.baselines.tang:TangAugmenter",
+    "contextual": "augrl.baselines.contextual:ContextualAugmenter",
+    "cbert": "augrl.baselines.cbert:CBERTAugmenter",
+    "l2a": "augrl.generator:L2AGenerator",
+}
 
 _REGISTRY: dict[str, Factory] = {}
 
@@ -21,7 +39,7 @@ def register(name: str, factory: Factory | None = None, overwrite: bool = False)
     """
 
     def add(f: Factory) -> Factory:
-        if name in _REGISTRY and not overwrite and _REGISTRY[name] is not f:
+        if (name in _REGISTRY or name in BUILTINS) and not overwrite and _REGISTRY.get(name) is not f:
             raise ConfigError(f"augmenter {name!r} is already registered; pass overwrite=True to replace it")
         _REGISTRY[name] = f
         return f
@@ -30,13 +48,16 @@ def register(name: str, factory: Factory | None = None, overwrite: bool = False)
 
 
 def names() -> list[str]:
-    """Registered augmenter names."""
-    return list(_REGISTRY)
+    """The augmenter names: the built-ins, then those registered by users."""
+    return list(BUILTINS) + [n for n in _REGISTRY if n not in BUILTINS]
 
 
 def _factory(name: str) -> Factory:
+    if name not in _REGISTRY and name in BUILTINS:
+        module, attr = BUILTINS[name].split(":")
+        _REGISTRY[name] = getattr(importlib.import_module(module), attr)
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown augmenter {name!r}; available: {', '.join(_REGISTRY)}")
+        raise ConfigError(f"unknown augmenter {name!r}; available: {', '.join(names())}")
     return _REGISTRY[name]
 
 

@@ -31,7 +31,6 @@ from augrl.errors import ConfigError
 from .base import WordAugmenter, words_of
 from augrl.artifacts import cached_build
 from .corpus import task_key, task_texts
-from .registry import register
 from .resources import load_spacy, tag_words
 
 MASK_TOKEN = "[MASK]"
@@ -169,7 +168,6 @@ class _PosMixin:
 # ---------------------------------------------------------------------------- the augmenters
 
 
-@register("mask")
 class MaskAugmenter(WordAugmenter):
     """Tang et al.'s masking: each word becomes ``[MASK]`` with probability ``p_mask`` (default 0.1).
 
@@ -193,7 +191,6 @@ class MaskAugmenter(WordAugmenter):
         return mask_words(words, self.p_mask, rng, self.mask_token)
 
 
-@register("pos")
 class POSAugmenter(_PosMixin, WordAugmenter):
     """Tang et al.'s POS-guided replacement: each word, with probability ``p_pos`` (default 0.1),
     becomes another word of the same POS tag drawn from the task vocabulary by frequency.
@@ -225,7 +222,6 @@ class POSAugmenter(_PosMixin, WordAugmenter):
         return [self._replace(w, t, rng) if u < self.p_pos else w for w, t, u in zip(words, tags, draws)]
 
 
-@register("ngram")
 class NgramAugmenter(WordAugmenter):
     """Tang et al.'s n-gram sampling: with probability ``p_ng`` (default 0.25) the text is cut to
     a random n-gram, n uniform in ``[n_min, n_max]`` (default 1..5; shorter texts stay whole)."""
@@ -247,7 +243,6 @@ class NgramAugmenter(WordAugmenter):
         return ngram_sample(list(words), self.p_ng, self.n_min, self.n_max, rng)
 
 
-@register("tang")
 class TangAugmenter(_PosMixin, WordAugmenter):
     """Tang et al.'s combined procedure (module docstring) with the paper's defaults."""
 

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from augrl.kd.layer_map import LayerMap
-from augrl.kd.losses import _layer, _reduce, _token_mask, register_loss
+from augrl.kd.losses import layer_of, reduce_loss, register_loss, token_mask
 from augrl.kd.outputs import Outputs
 from augrl.models import masked_mean
 
@@ -119,13 +119,13 @@ def domain_transfer(student: Outputs, teacher: Outputs | None, labels: torch.Ten
     if "domain" not in student.extras or teacher is None or "domain_repr" not in teacher.extras:
         raise ValueError("domain_transfer needs batch['domain'] (B,) and the teacher's extras['domain_repr'] "
                          "(B, H); use it through the metakd trainer")
-    h_s = _layer("domain_transfer", student, "hidden_states", layer_map.top[1], "student")
-    r_s = module(h_s, _token_mask(student, teacher, h_s), student.extras["domain"])
+    h_s = layer_of("domain_transfer", student, "hidden_states", layer_map.top[1], "student")
+    r_s = module(h_s, token_mask(student, teacher, h_s), student.extras["domain"])
     r_t = teacher.extras["domain_repr"].to(r_s.dtype)
     if r_s.shape != r_t.shape:
         raise ValueError(f"domain_transfer: student representation {tuple(r_s.shape)} does not match the "
                          f"teacher's {tuple(r_t.shape)}")
-    return _reduce("domain_transfer", ((r_s - r_t) ** 2).mean(-1), weights)
+    return reduce_loss("domain_transfer", ((r_s - r_t) ** 2).mean(-1), weights)
 
 
 class MetaTeacherHead(nn.Module):

@@ -123,7 +123,7 @@ def _same_shape(name: str, a: torch.Tensor, b: torch.Tensor, what: str = "") -> 
                          f"{tuple(b.shape)}")
 
 
-def _reduce(name: str, per_example: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+def reduce_loss(name: str, per_example: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
     """mean_b(w_b * l_b), or mean_b(l_b) without weights. ``per_example``: (B,)."""
     if weights is None:
         return per_example.mean()
@@ -132,7 +132,7 @@ def _reduce(name: str, per_example: torch.Tensor, weights: torch.Tensor | None) 
     return (per_example * weights.to(per_example.dtype)).mean()
 
 
-def _layer(name: str, out: Outputs, kind: str, layer: int, who: str) -> torch.Tensor:
+def layer_of(name: str, out: Outputs, kind: str, layer: int, who: str) -> torch.Tensor:
     """Layer ``layer`` (1-based; hidden states: 0 = embeddings) of ``kind``, or a clear error."""
     seq = getattr(out, kind)
     index = layer if kind == "hidden_states" else layer - 1
@@ -143,7 +143,7 @@ def _layer(name: str, out: Outputs, kind: str, layer: int, who: str) -> torch.Te
     return seq[index]
 
 
-def _token_mask(student: Outputs, teacher: Outputs | None, like: torch.Tensor) -> torch.Tensor:
+def token_mask(student: Outputs, teacher: Outputs | None, like: torch.Tensor) -> torch.Tensor:
     """(B, L) float mask of real tokens (all ones when neither side carries a mask)."""
     mask = student.mask if student.mask is not None else (teacher.mask if teacher is not None else None)
     if mask is None:
@@ -197,11 +197,11 @@ def dark_ce(student: Outputs, teacher: Outputs | None, labels: torch.Tensor, tem
     s, t = student.logits, teacher.logits
     _same_shape("dark_ce", s, t)
     if s.shape[-1] == 1:
-        return _reduce("dark_ce", ((s - t) ** 2).mean(-1), weights)
+        return reduce_loss("dark_ce", ((s - t) ** 2).mean(-1), weights)
     log_q = F.log_softmax(s / temperature, dim=-1)
     log_p = F.log_softmax(t.to(s.dtype) / temperature, dim=-1)
     per = (log_p.exp() * (log_p - log_q)).sum(-1)
-    return _reduce("dark_ce", (temperature ** 2) * per, weights)
+    return reduce_loss("dark_ce", (temperature ** 2) * per, weights)
 
 
 @register_loss("logit_mse")
@@ -209,7 +209,7 @@ def logit_mse(student: Outputs, teacher: Outputs | None, labels: torch.Tensor,
               weights: torch.Tensor | None = None) -> torch.Tensor:
     """Tang et al.'s logit regression: mean over B and C of (s - t)^2. Inputs (B, C) logits."""
     _same_shape("logit_mse", student.logits, teacher.logits)
-    return _reduce("logit_mse", ((student.logits - teacher.logits.to(student.logits.dtype)) ** 2).mean(-1), weights)
+    return reduce_loss("logit_mse", ((student.logits - teacher.logits.to(student.logits.dtype)) ** 2).mean(-1), weights)
 
 
 @register_loss("hard_ce", needs_teacher=False)
@@ -224,7 +224,7 @@ def hard_ce(student: Outputs, teacher: Outputs | None, labels: torch.Tensor,
         per = (s.squeeze(-1) - labels.to(s.dtype)) ** 2
     else:
         per = F.cross_entropy(s, labels.long(), reduction="none")
-    return _reduce("hard_ce", per, weights)
+    return reduce_loss("hard_ce", per, weights)
 
 
 # ----------------------------------------------------------------------------- intermediate layers
@@ -256,14 +256,14 @@ def attention_mse(student: Outputs, teacher: Outputs | None, labels: torch.Tenso
     kind = _attention_kind(target)
     total = 0.0
     for t, s in layer_map.pairs:
-        a_s = _layer("attention_mse", student, kind, s, "student")
-        a_t = _layer("attention_mse", teacher, kind, t, "teacher").to(a_s.dtype)
+        a_s = layer_of("attention_mse", student, kind, s, "student")
+        a_t = layer_of("attention_mse", teacher, kind, t, "teacher").to(a_s.dtype)
         _same_shape("attention_mse", a_s, a_t, f"layer {s} attention ")
-        mask = _token_mask(student, teacher, a_s[:, 0])
+        mask = token_mask(student, teacher, a_s[:, 0])
         block = mask[:, None, :, None] * mask[:, None, None, :]  # (B, 1, L, L)
         n = mask.sum(-1).clamp(min=1.0)
         total = total + ((a_s - a_t) ** 2 * block).sum((1, 2, 3)) / (a_s.shape[1] * n * n)
-    return _reduce("attention_mse", total, weights)
+    return reduce_loss("attention_mse", total, weights)
 
 
 @register_loss("hidden_mse", needs=("hidden_states",), layers=lambda m, **_: {"hidden_states": m.pairs},
@@ -281,12 +281,12 @@ def hidden_mse(student: Outputs, teacher: Outputs | None, labels: torch.Tensor, 
     """
     total = 0.0
     for t, s in layer_map.pairs:
-        h_s = _layer("hidden_mse", student, "hidden_states", s, "student")
-        h_t = _layer("hidden_mse", teacher, "hidden_states", t, "teacher")
+        h_s = layer_of("hidden_mse", student, "hidden_states", s, "student")
+        h_t = layer_of("hidden_mse", teacher, "hidden_states", t, "teacher")
         projected = h_s if module is None else module(h_s)
         total = total + _token_mse(f"hidden_mse (student layer {s}{', projected' if module is not None else ''})",
-                                   projected, h_t, _token_mask(student, teacher, h_s))
-    return _reduce("hidden_mse", total, weights)
+                                   projected, h_t, token_mask(student, teacher, h_s))
+    return reduce_loss("hidden_mse", total, weights)
 
 
 @register_loss("embedding_mse", needs=("hidden_states",), layers=lambda m, **_: {"hidden_states": ((0, 0),)},
@@ -301,11 +301,11 @@ def embedding_mse(student: Outputs, teacher: Outputs | None, labels: torch.Tenso
 
         mean_(i <= n, d) ((E_S W_e)[i,d] - E_T[i,d])^2
     """
-    e_s = _layer("embedding_mse", student, "hidden_states", 0, "student")
-    e_t = _layer("embedding_mse", teacher, "hidden_states", 0, "teacher")
+    e_s = layer_of("embedding_mse", student, "hidden_states", 0, "student")
+    e_t = layer_of("embedding_mse", teacher, "hidden_states", 0, "teacher")
     projected = e_s if module is None else module(e_s)
-    per = _token_mse("embedding_mse", projected, e_t, _token_mask(student, teacher, e_s))
-    return _reduce("embedding_mse", per, weights)
+    per = _token_mse("embedding_mse", projected, e_t, token_mask(student, teacher, e_s))
+    return reduce_loss("embedding_mse", per, weights)
 
 
 def _projection_if_widths_differ(student_width: int, teacher_width: int, **_) -> nn.Module:
@@ -337,14 +337,14 @@ def hidden_cos(student: Outputs, teacher: Outputs | None, labels: torch.Tensor, 
     """
     total = 0.0
     for t, s in _cos_pairs(layer_map, top_only):
-        h_s = _layer("hidden_cos", student, "hidden_states", s, "student")
-        h_t = _layer("hidden_cos", teacher, "hidden_states", t, "teacher")
+        h_s = layer_of("hidden_cos", student, "hidden_states", s, "student")
+        h_t = layer_of("hidden_cos", teacher, "hidden_states", t, "teacher")
         projected = h_s if module is None else module(h_s)
         _same_shape(f"hidden_cos (student layer {s})", projected, h_t)
-        mask = _token_mask(student, teacher, h_s)
+        mask = token_mask(student, teacher, h_s)
         cos = F.cosine_similarity(projected, h_t.to(projected.dtype), dim=-1, eps=1e-8)  # (B, L)
         total = total + ((1.0 - cos) * mask).sum(-1) / mask.sum(-1).clamp(min=1.0)
-    return _reduce("hidden_cos", total, weights)
+    return reduce_loss("hidden_cos", total, weights)
 
 
 def _pkd_pairs(layer_map: LayerMap, skip_last: bool = True, **_) -> tuple[tuple[int, int], ...]:
@@ -370,11 +370,11 @@ def pkd(student: Outputs, teacher: Outputs | None, labels: torch.Tensor, layer_m
     """
     total = 0.0
     for t, s in _pkd_pairs(layer_map, skip_last):
-        h_s = _layer("pkd", student, "hidden_states", s, "student")[:, 0]
-        h_t = _layer("pkd", teacher, "hidden_states", t, "teacher")[:, 0].to(h_s.dtype)
+        h_s = layer_of("pkd", student, "hidden_states", s, "student")[:, 0]
+        h_t = layer_of("pkd", teacher, "hidden_states", t, "teacher")[:, 0].to(h_s.dtype)
         _same_shape("pkd", h_s, h_t, f"layer {s} [CLS] ")
         total = total + ((F.normalize(h_s, dim=-1) - F.normalize(h_t, dim=-1)) ** 2).sum(-1)
-    return _reduce("pkd", total, weights)
+    return reduce_loss("pkd", total, weights)
 
 
 def _value_relation(values: torch.Tensor, heads: int, mask: torch.Tensor, name: str) -> torch.Tensor:
@@ -403,12 +403,12 @@ def minilm_relation(student: Outputs, teacher: Outputs | None, labels: torch.Ten
       + (1/(r n)) sum_a sum_(i <= n) KL(VR_T[a,i] || VR_S[a,i])
     """
     t, s = layer_map.top
-    a_s = _layer("minilm_relation", student, "attentions", s, "student").float()
-    a_t = _layer("minilm_relation", teacher, "attentions", t, "teacher").float()
+    a_s = layer_of("minilm_relation", student, "attentions", s, "student").float()
+    a_t = layer_of("minilm_relation", teacher, "attentions", t, "teacher").float()
     _same_shape("minilm_relation", a_s, a_t, f"layer {s} attention ")
-    mask = _token_mask(student, teacher, a_s[:, 0])
-    v_s = _layer("minilm_relation", student, "values", s, "student")
-    v_t = _layer("minilm_relation", teacher, "values", t, "teacher")
+    mask = token_mask(student, teacher, a_s[:, 0])
+    v_s = layer_of("minilm_relation", student, "values", s, "student")
+    v_t = layer_of("minilm_relation", teacher, "values", t, "teacher")
     if v_s.shape[:2] != v_t.shape[:2]:
         raise ValueError(f"minilm_relation: student values {tuple(v_s.shape)} and teacher values "
                          f"{tuple(v_t.shape)} differ in batch or length")
@@ -416,7 +416,7 @@ def minilm_relation(student: Outputs, teacher: Outputs | None, labels: torch.Ten
     vr_s = _value_relation(v_s, r, mask, "minilm_relation")
     vr_t = _value_relation(v_t, r, mask, "minilm_relation")
     per = _row_kl("minilm_relation", a_t, a_s, mask) + _row_kl("minilm_relation", vr_t, vr_s, mask)
-    return _reduce("minilm_relation", per, weights)
+    return reduce_loss("minilm_relation", per, weights)
 
 
 Objective = dict[str, float]
