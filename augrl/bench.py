@@ -141,6 +141,8 @@ class Outcome:
         stages: per-stage training summaries (``pipelines._stage``), e.g. ``{"student": ...}``.
         objective: the KD objective the student was trained with (None: no distillation).
         extra: further fields for the record (train size, candidates kept...).
+        evaluate_extra: ``fn(test split) -> record fields`` the final evaluation adds (e.g. a
+            co-trained teacher's test metrics); never called for search trials.
     """
 
     model: object
@@ -149,6 +151,7 @@ class Outcome:
     stages: dict = field(default_factory=dict)
     objective: dict | None = None
     extra: dict = field(default_factory=dict)
+    evaluate_extra: Callable[[object], dict] | None = None
 
 
 # ----------------------------------------------------------------------------- the registry
@@ -512,6 +515,41 @@ derive("bilstm_soft", "kd", description="BiLSTM student on the teacher's logits 
        config={"student": "bilstm", "objective": {"logit_mse": 1.0}})
 
 
+#: The distillation trainers of :mod:`augrl.kd.methods` that are bench rows of the same name.
+TRAINERS = ("multi_teacher", "cotrain_isolated", "cotrain_shared_grad", "cotrain_loss_sum", "newsbert", "rco",
+            "metakd")
+
+
+def _trainer(ctx: BenchRun) -> Outcome:
+    """The trainer ``ctx.cfg.method`` (with ``ctx.cfg.method_options``) on the seed's split, exactly
+    as ``augrl distill --method NAME`` runs it; a trainer that distils from the fine-tuned teacher
+    gets the seed's shared one."""
+    from augrl.kd.methods import DistillContext, get_method
+
+    spec = get_method(ctx.cfg.method)
+    spec.check_student(ctx.cfg.student)
+    options = spec.parse_options(ctx.cfg.method_options)
+    dctx = DistillContext(ctx.cfg, ctx.data, options, [], ctx.progress, spec,
+                          shared_teacher=lambda: (ctx.teacher(), ctx.shared.teacher_info))
+    result = spec.run(dctx)
+    extra = dict(result.extra)
+    if result.distiller is not None and result.distiller.layer_map is not None:
+        extra.setdefault("layer_map", str(result.distiller.layer_map))
+    return Outcome(result.student, result.best_val, result.params, dctx.stages, result.objective, extra,
+                   evaluate_extra=result.evaluate_teacher)
+
+
+def _register_trainers() -> None:
+    from augrl.kd.methods import get_method
+
+    for name in TRAINERS:
+        register(name, _trainer, description=get_method(name).description, config={"method": name},
+                 augments=False)
+
+
+_register_trainers()
+
+
 # ----------------------------------------------------------------------------- settings and presets
 
 
@@ -724,6 +762,8 @@ def run_outcome(run: PlannedRun, shared: SharedSeed, settings: BenchSettings, pr
                      outcome.stages)
     if test is None:
         del record["metrics"]["test"]
+    elif outcome.evaluate_extra is not None:
+        record.update(outcome.evaluate_extra(data.test))
     record.update({"config_hash": run.key[-1], "variants": settings.variants, "augmenter": ctx.info.get("augmenter"),
                    "objective": outcome.objective, "pool": ctx.info.get("pool"), "teacher": ctx.info.get("teacher"),
                    "method_description": run.method.description, "method_options": run.method.options,

@@ -265,7 +265,8 @@ def run_distill(cfg: RunConfig, out_dir: str | Path | None = None,
             models.save_model(model, out / name, data.tokenizer)
     record = _record("distill", cfg.method, cfg, data, test, result.best_val, result.params,
                      time.perf_counter() - start, ctx.stages)
-    record["teacher_metrics"] = result.teacher_metrics
+    if result.evaluate_teacher is not None:
+        record.update(result.evaluate_teacher(data.test))
     record["teacher_dir"] = None if not dirs else (str(dirs[0]) if len(dirs) == 1 else [str(d) for d in dirs])
     record["objective"] = result.objective
     record["method_options"] = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else {}

@@ -120,7 +120,7 @@ def _register(mode: str, description: str) -> None:
                             ctx.cfg.student_train, ctx.device, ctx.cfg.seed, ctx.progress, f"cotrain ({mode})")
         ctx.record_stage("student", result)
         return MethodResult(student, result.best_val, distiller.objective, ctx.params(teacher=teacher, student=student),
-                            teacher_metrics={"test": ctx.evaluate(teacher)}, distiller=distiller,
+                            evaluate_teacher=ctx.teacher_evaluation(teacher), distiller=distiller,
                             trained_teachers={"teacher": teacher},
                             extra={"teacher_val": ctx.evaluate(teacher, ctx.data.val)})
 

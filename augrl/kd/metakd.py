@@ -165,7 +165,7 @@ def run_metakd(ctx: DistillContext) -> MethodResult:
                              batch_extras={"domain": target_domains})
     return MethodResult(
         student, result.best_val, distiller.objective, ctx.params(teacher=teacher, student=student),
-        teacher_metrics={"test": ctx.evaluate(teacher)}, distiller=distiller,
+        evaluate_teacher=ctx.teacher_evaluation(teacher), distiller=distiller,
         trained_teachers={"meta_teacher": teacher},
         extra={"domains": names, "meta_train_size": len(meta_train),
                "prototype_score_mean": {n: float(scores[meta_domains == i].mean()) for i, n in enumerate(names)},

@@ -57,7 +57,9 @@ class MethodResult:
         best_val: the student's validation metrics at the selected epoch.
         objective: the KD objective the student was trained with (resolved weights).
         params: parameter counts, e.g. ``{"teacher": ..., "student": ...}``.
-        teacher_metrics: ``{"test": metrics}`` of the teacher(s) the student learned from.
+        evaluate_teacher: ``fn(split) -> record fields`` (e.g. ``{"teacher_metrics": {"test":
+            metrics}}``) of the teacher(s) the student learned from; called by the final
+            evaluation with the test split (a method never reads the test split itself).
         distiller: the student's distiller, whose learned loss modules are saved.
         trained_teachers: teachers trained in this run, saved under these names.
         extra: method-specific fields merged into the result record.
@@ -67,7 +69,7 @@ class MethodResult:
     best_val: dict
     objective: dict
     params: dict
-    teacher_metrics: dict | None = None
+    evaluate_teacher: Callable[[Encoded], dict] | None = None
     distiller: Distiller | None = None
     trained_teachers: dict[str, nn.Module] = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
@@ -150,6 +152,8 @@ class DistillContext:
         progress: show progress bars.
         method: the method's registry entry.
         stages: per-stage training summaries, filled by :meth:`record_stage`.
+        shared_teacher: ``fn() -> (teacher, info)`` handing over a teacher that is already
+            loaded (the bench's teacher of the seed); None: :func:`augrl.teachers.obtain_teacher`.
     """
 
     cfg: RunConfig
@@ -159,6 +163,7 @@ class DistillContext:
     progress: bool
     method: MethodSpec
     stages: dict = field(default_factory=dict)
+    shared_teacher: Callable[[], tuple[nn.Module, dict]] | None = None
 
     # ------------------------------------------------------------------ configuration
 
@@ -193,7 +198,10 @@ class DistillContext:
             raise ConfigError(f"teacher {index} asked for but only {len(self.teacher_dirs)} --teacher-dir given")
         from augrl.teachers import obtain_teacher, teacher_stage
 
-        teacher, info = obtain_teacher(self.cfg, self.data, progress=self.progress)
+        if self.shared_teacher is not None:
+            teacher, info = self.shared_teacher()
+        else:
+            teacher, info = obtain_teacher(self.cfg, self.data, progress=self.progress)
         self.stages["teacher"] = teacher_stage(info)
         return teacher, True
 
@@ -238,10 +246,14 @@ class DistillContext:
         self.record_stage("student", result)
         return result
 
-    def evaluate(self, model: nn.Module, data: Encoded | None = None) -> dict:
-        """The task's metrics of ``model`` (default on the test set)."""
-        return evaluate(model, data if data is not None else self.data.test, self.spec, self.device,
-                        self.cfg.teacher_train.eval_batch_size)
+    def evaluate(self, model: nn.Module, data: Encoded) -> dict:
+        """The task's metrics of ``model`` on ``data`` (train or validation: the test split is
+        read only by the final evaluation, through :meth:`teacher_evaluation`)."""
+        return evaluate(model, data, self.spec, self.device, self.cfg.teacher_train.eval_batch_size)
+
+    def teacher_evaluation(self, teacher: nn.Module) -> Callable[[Encoded], dict]:
+        """A :attr:`MethodResult.evaluate_teacher` reporting ``teacher``'s metrics on a split."""
+        return lambda split: {"teacher_metrics": {"test": self.evaluate(teacher, split)}}
 
     def params(self, **named: nn.Module) -> dict:
         return {k: models.count_parameters(m) for k, m in named.items()}

@@ -138,14 +138,18 @@ def run_multi_teacher(ctx: DistillContext) -> MethodResult:
     caches = [ctx.cache(t, distiller.teacher_needs()) for t in teachers]
     cache = TeacherCache(combine_logits([c.logits for c in caches], weights, mode, temperature))
     result = ctx.fit_student(student, distiller, cache)
-    test_logits = [predict(t, ctx.data.test, device=ctx.device) for t in teachers]
-    labels = ctx.data.test.labels.numpy()
-    per_teacher = [{"teacher": n, "weight": float(w / weights.sum()), f"val_{spec.metric}": v,
-                    "test": compute_metrics(z.numpy(), labels, spec.num_labels)}
-                   for n, w, v, z in zip(names, weights, val, test_logits)]
-    ensemble = compute_metrics(combine_logits(test_logits, weights, mode, temperature).numpy(), labels, spec.num_labels)
+
+    def evaluate_teachers(split) -> dict:
+        logits = [predict(t, split, device=ctx.device) for t in teachers]
+        labels = split.labels.numpy()
+        per_teacher = [{"teacher": n, "weight": float(w / weights.sum()), f"val_{spec.metric}": v,
+                        "test": compute_metrics(z.numpy(), labels, spec.num_labels)}
+                       for n, w, v, z in zip(names, weights, val, logits)]
+        ensemble = compute_metrics(combine_logits(logits, weights, mode, temperature).numpy(), labels,
+                                   spec.num_labels)
+        return {"teacher_metrics": {"test": ensemble}, "teachers": per_teacher}
+
     params = {"student": count_parameters(student), "teachers": [count_parameters(t) for t in teachers]}
     params["teacher"] = max(params["teachers"])
-    return MethodResult(student, result.best_val, distiller.objective, params, teacher_metrics={"test": ensemble},
-                        distiller=distiller, trained_teachers=trained,
-                        extra={"teachers": per_teacher, "combine": mode})
+    return MethodResult(student, result.best_val, distiller.objective, params, evaluate_teacher=evaluate_teachers,
+                        distiller=distiller, trained_teachers=trained, extra={"combine": mode})

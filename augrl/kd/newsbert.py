@@ -166,7 +166,7 @@ def run_newsbert(ctx: DistillContext) -> MethodResult:
                         ctx.device, ctx.cfg.seed, ctx.progress, "newsbert")
     ctx.record_stage("student", result)
     return MethodResult(student, result.best_val, distiller.objective, ctx.params(teacher=teacher, student=student),
-                        teacher_metrics={"test": ctx.evaluate(teacher)}, distiller=distiller,
+                        evaluate_teacher=ctx.teacher_evaluation(teacher), distiller=distiller,
                         trained_teachers={"teacher": teacher},
                         extra={"shared_parameters": sum(p.numel() for p in trainer.shared),
                                "momentum_pairs": len(trainer.pairs)})

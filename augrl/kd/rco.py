@@ -87,5 +87,5 @@ def run_rco(ctx: DistillContext) -> MethodResult:
                         cfg.seed, ctx.progress, "student (RCO)")
     ctx.record_stage("student", result)
     return MethodResult(student, result.best_val, distiller.objective, ctx.params(teacher=teacher, student=student),
-                        teacher_metrics={"test": ctx.evaluate(teacher)}, distiller=distiller,
+                        evaluate_teacher=ctx.teacher_evaluation(teacher), distiller=distiller,
                         trained_teachers={"teacher": teacher}, extra={"route": route})
