@@ -65,6 +65,15 @@ distillers. Built in:
 ``kd+dqn``            the recorded control (``random_same_size``)
 ====================  ===================================================================
 
+The distillation trainers of :mod:`augrl.kd.methods` are rows of the same name
+(:data:`TRAINERS`: ``multi_teacher``, ``cotrain_isolated``, ``cotrain_shared_grad``,
+``cotrain_loss_sum``, ``newsbert``, ``rco``, ``metakd``), run exactly as ``augrl distill
+--method NAME`` runs them, with the seed's split and, where the trainer distils from the
+fine-tuned teacher, the seed's shared one. A teacher trained inside the trainer (co-training,
+RCO's route, Meta-KD's meta-teacher) is evaluated on test by the final evaluation and recorded
+as ``teacher_metrics``; its options are ``method_options`` (``derive(..., config={"method_options":
+{"beta": 0.9}})``).
+
 The compression rows (``distilbert`` ... ``bilstm_soft``) are one-stage KD objectives from the
 loss registry on the target set, without augmentation, so they differ from ``kd`` only in
 what the student is asked to match.
