@@ -17,28 +17,30 @@ from pathlib import Path
 
 from augrl import models
 from augrl.artifacts import cached_build, model_key
+from augrl.batching import Encoded
 from augrl.pipelines import Prepared, RunConfig, train_teacher
 from augrl.training import evaluate
 
 
-def split_fingerprint(data: Prepared) -> str:
-    """A digest of the training rows (token ids and labels) and the validation rows of a split."""
+def split_fingerprint(data: Prepared, train: Encoded | None = None) -> str:
+    """A digest of the training rows (token ids and labels; ``train`` instead of the split's
+    when given) and the validation rows of a split."""
     h = hashlib.sha1()
-    for enc in (data.train, data.val):
+    for enc in (data.train if train is None else train, data.val):
         h.update(json.dumps(enc.input_ids).encode())
         h.update(json.dumps(enc.labels.tolist()).encode())
     return h.hexdigest()[:16]
 
 
-def teacher_key(cfg: RunConfig, data: Prepared) -> dict:
+def teacher_key(cfg: RunConfig, data: Prepared, train: Encoded | None = None) -> dict:
     """Everything that decides a fine-tuned teacher."""
-    return {"task": data.task.spec.name, "split": split_fingerprint(data), "seed": cfg.seed,
+    return {"task": data.task.spec.name, "split": split_fingerprint(data, train), "seed": cfg.seed,
             "teacher": model_key(cfg.teacher), "train": cfg.teacher_train.to_dict(),
             "device_type": data.device.type}
 
 
-def fine_tuned_teacher(cfg: RunConfig, data: Prepared, progress: bool = True,
-                       cache: bool = True) -> tuple[object, dict]:
+def fine_tuned_teacher(cfg: RunConfig, data: Prepared, progress: bool = True, cache: bool = True,
+                       train: Encoded | None = None) -> tuple[object, dict]:
     """The teacher fine-tuned on ``data``'s target train set (selected on validation).
 
     Args:
@@ -46,25 +48,26 @@ def fine_tuned_teacher(cfg: RunConfig, data: Prepared, progress: bool = True,
         data: the prepared split.
         progress: progress bar while training.
         cache: load from / store in the augrl cache (False: always train, store nothing).
+        train: another training set (e.g. multi-teacher's source-domain teachers); part of the key.
 
     Returns:
         ``(teacher, info)``; ``info`` holds ``val`` (metrics of the kept epoch), ``history``,
         ``train_seconds``, ``cached`` (whether it was loaded) and ``dir`` (the cache entry).
     """
     if not cache:
-        teacher, result = train_teacher(cfg, data, progress)
+        teacher, result = train_teacher(cfg, data, progress, train=train)
         return teacher.to(data.device), {"val": result.best_val, "history": result.history,
                                          "train_seconds": round(result.seconds, 2), "cached": False, "dir": None}
     built = {}
 
     def build(tmp: Path) -> dict:
-        teacher, result = train_teacher(cfg, data, progress)
+        teacher, result = train_teacher(cfg, data, progress, train=train)
         models.save_model(teacher, tmp, data.tokenizer)
         built["model"] = teacher
         return {"val": result.best_val, "history": result.history, "train_seconds": round(result.seconds, 2),
                 "best_epoch": result.best_epoch, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
-    folder, meta = cached_build("teacher", f"{data.task.spec.name}-seed{cfg.seed}", teacher_key(cfg, data), build)
+    folder, meta = cached_build("teacher", f"{data.task.spec.name}-seed{cfg.seed}", teacher_key(cfg, data, train), build)
     teacher = built.get("model") or models.load_model(folder)
     info = {k: meta.get(k) for k in ("val", "history", "train_seconds", "best_epoch")}
     info.update(cached="model" not in built, dir=str(folder))

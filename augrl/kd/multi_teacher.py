@@ -39,7 +39,7 @@ from augrl.kd.losses import get_loss
 from augrl.kd.methods import DistillContext, MethodResult, register_method
 from augrl.metrics import compute_metrics
 from augrl.models import count_parameters
-from augrl.pipelines import train_teacher
+from augrl.teachers import fine_tuned_teacher, teacher_stage
 
 
 @dataclass
@@ -113,8 +113,8 @@ def run_multi_teacher(ctx: DistillContext) -> MethodResult:
         source = ctx.source_sample(opts.source_shots) if needs_source else None
         for i, kind in enumerate(opts.teachers):
             cfg_i = ctx.cfg.replace(seed=ctx.cfg.seed + i)  # distinct heads and batch orders
-            teacher, result = train_teacher(cfg_i, ctx.data, ctx.progress, train=_teacher_train_set(ctx, kind, source))
-            ctx.record_stage(f"teacher_{i}_{kind}", result)
+            teacher, info = fine_tuned_teacher(cfg_i, ctx.data, ctx.progress, train=_teacher_train_set(ctx, kind, source))
+            ctx.stages[f"teacher_{i}_{kind}"] = teacher_stage(info)
             teachers.append(teacher)
             names.append(kind)
             trained[f"teacher_{i}"] = teacher
