@@ -5,6 +5,9 @@ import pytest
 from augrl.cli import main
 from augrl.results import append_jsonl, read_jsonl
 
+# distill takes its fine-tuned teacher from the augrl cache: the session's own, not the user's
+pytestmark = pytest.mark.usefixtures("augrl_cache")
+
 
 def _run_json(capsys, argv):
     assert main(argv) == 0
@@ -23,8 +26,18 @@ def test_distill_json_results_and_determinism(toy_task, tiny_model_dir, tmp_path
     assert second["metrics"] == first["metrics"] and second["teacher_metrics"] == first["teacher_metrics"]
     records, bad = read_jsonl(tmp_path / "out" / "results.jsonl")
     assert len(records) == 2 and not bad
-    assert (tmp_path / "out" / "kd-seed0" / "student" / "config.json").exists()
-    assert (tmp_path / "out" / "kd-seed0" / "learning_curves.png").stat().st_size > 1000
+    assert [r["metrics"] for r in records] == [first["metrics"], second["metrics"]]
+    # the saved folder holds the student that was tested, and its own tokenizer
+    from augrl import models
+    from augrl.pipelines import RunConfig, prepare
+    from augrl.training import evaluate
+
+    student_dir = tmp_path / "out" / "kd-seed0" / "student"
+    student = models.load_model(student_dir)
+    assert models.layer_count(student) == 2 and student.config.augrl_student_layers == [0, 1]
+    data = prepare(RunConfig(task=str(toy_task), shots=8, teacher=str(student_dir), device="cpu"))
+    assert evaluate(student, data.test, data.task.spec, data.device) == pytest.approx(first["metrics"]["test"])
+    assert (tmp_path / "out" / "kd-seed0" / "learning_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize("model", ["teacher", "student"])
@@ -38,7 +51,10 @@ def test_finetune(model, toy_task, tiny_model_dir, capsys):
 def test_small_students_distil(student, toy_task, tiny_model_dir, capsys):
     rec = _run_json(capsys, ["distill", "--task", str(toy_task), "--teacher", str(tiny_model_dir), "--student", student,
                              "--shots", "4", "--max-steps", "2", "--json", "--quiet"])
-    assert rec["config"]["student"] == student and rec["params"]["student"] > 0
+    from augrl import models
+
+    built = models.build_small_student(student, 2, tiny_model_dir)  # the student of that kind, not a transformer
+    assert rec["config"]["student"] == student and rec["params"]["student"] == models.count_parameters(built)
 
 
 def test_distill_reuses_a_saved_teacher(toy_task, tiny_model_dir, tmp_path, capsys):
@@ -133,7 +149,12 @@ def test_objective_layer_map_and_options_flags(toy_task, tiny_model_dir, tmp_pat
     assert rec["objective"] == {"attention_mse": 1.0, "hidden_mse": 1.0, "dark_ce": 1.0}
     assert rec["layer_map"] == "2:1,4:2" and rec["teacher_cache_bytes"] > 0
     assert {"attention_mse", "hidden_mse", "dark_ce"} <= set(rec["stages"]["student"]["history"][0])
-    assert (tmp_path / "kd-seed0" / "student" / "kd_modules.pt").exists()  # the learned projection W
+    # the learned projection W of hidden_mse (student width 32 -> teacher width 32), with its layer map
+    import torch
+
+    saved = torch.load(tmp_path / "kd-seed0" / "student" / "kd_modules.pt", weights_only=True)
+    assert saved["layer_map"] == "2:1,4:2" and saved["objective"] == rec["objective"]
+    assert set(saved["modules"]) == {"hidden_mse"} and saved["modules"]["hidden_mse"]["weight"].shape == (32, 32)
     rec = _run_json(capsys, [*common, "--method", "newsbert", "--option", "beta=0.25", "--objective",
                              '{"dark_ce": 1, "hard_ce": 0.5}'])
     assert rec["method_options"]["beta"] == 0.25 and rec["objective"] == {"dark_ce": 1.0, "hard_ce": 0.5}

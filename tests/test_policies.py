@@ -70,7 +70,12 @@ def test_cli_train_policy_json(toy_tasks, tiny_model_dir, tmp_path, capsys, sing
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["method"] == "kd+a2c"
     assert 6 <= record["training"]["env_steps"] < 6 + 5  # A2C runs whole rollouts of 5 steps
-    assert (tmp_path / "results.jsonl").is_file()
+    from augrl.results import read_jsonl
+
+    lines, bad = read_jsonl(tmp_path / "results.jsonl")  # one line per run: the printed record
+    assert not bad and len(lines) == 1
+    assert {k: lines[0][k] for k in ("method", "seed", "metrics", "evaluation")} == \
+        {k: record[k] for k in ("method", "seed", "metrics", "evaluation")}
     assert main(["train-policy", "--task", str(toy_tasks["single_file"]), "--algo", "ppo", "--pool-size", "4",
                  "--env-batch-size", "8", "--teacher", str(tiny_model_dir)]) == 2
     assert "pool_size" in capsys.readouterr().err

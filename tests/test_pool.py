@@ -50,8 +50,13 @@ def test_pool_pairs_and_target_only(toy_tasks):
     pool = build_pool(task, aug, size=20, source_fraction=0.0, seed=0)
     assert len(pool) == 20 and not pool.is_source.any()
     assert all(isinstance(t, tuple) and len(t) == 2 for t in pool.texts)
+    # each pair keeps its original's label, and the columns keep the sides and rows aligned
+    train_labels = list(task.train["label"])
+    assert [int(x) for x in pool.labels] == [train_labels[i] for i in pool.origin_ids]
     cols = pool.columns(task.spec.text_fields)
     assert set(cols) == {"text_a", "text_b", "label"} and len(cols["text_a"]) == 20
+    assert list(zip(cols["text_a"], cols["text_b"])) == list(pool.texts)
+    assert [int(x) for x in cols["label"]] == [int(x) for x in pool.labels]
 
 
 def test_pool_bad_input(toy_tasks, eda):

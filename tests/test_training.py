@@ -57,6 +57,13 @@ def test_kd_with_cached_teacher(toy, tiny_model_dir):
     teacher = models.build_teacher(2, tiny_model_dir)
     cache = TeacherCache.from_model(teacher, train)
     assert cache.logits.shape == (len(train), 2)
+    # row i holds the frozen (eval-mode) teacher's logits on example i, whatever order it was computed in
+    rows = [len(train) - 1, 0, 3]
+    batch = train.batch(rows)
+    with torch.no_grad():
+        expected = teacher.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                  token_type_ids=batch["token_type_ids"]).logits
+    assert torch.allclose(cache.logits[rows], expected, atol=1e-5)
     student = models.build_student(2, tiny_model_dir)
     result = fit(student, train, val, task.spec, TrainConfig(epochs=2, batch_size=8),
                  objective={"dark_ce": 1, "hard_ce": 1}, loss_params={"dark_ce": {"temperature": 2}},
