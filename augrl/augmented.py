@@ -21,7 +21,7 @@ from augrl import models
 from augrl.batching import Encoded, encode
 from augrl.kd.cache import TeacherCache
 from augrl.kd.distiller import Distiller
-from augrl.pipelines import Prepared, RunConfig, build_configured_student
+from augrl.pipelines import Prepared, RunConfig, build_configured_student, build_distiller
 from augrl.pool import CandidatePool
 from augrl.runtime import seed_everything
 from augrl.training import FitResult, fit, total_steps
@@ -88,10 +88,7 @@ def distil_on(cfg: RunConfig, data: Prepared, teacher: torch.nn.Module, pool: Ca
     if freeze_embeddings:
         models.freeze_word_embeddings(student)
     c = cfg.student_train
-    distiller = Distiller(student, objective or cfg.kd_objective(), cfg.kd_loss_params(), lr=c.lr,
-                          weight_decay=c.weight_decay, total_steps=total_steps(len(train), c),
-                          warmup_ratio=c.warmup_ratio, grad_clip=c.grad_clip, device=data.device,
-                          layer_map=cfg.layer_map, teacher=teacher)
+    distiller = build_distiller(cfg, student, data.device, total_steps(len(train), c), teacher, objective)
     cache = TeacherCache.from_model(teacher, train, distiller.teacher_needs(), cfg.teacher_train.eval_batch_size,
                                     data.device, cfg.cache_dtype)
     seed_everything(cfg.seed)

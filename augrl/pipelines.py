@@ -20,6 +20,7 @@ from augrl import models
 from augrl.batching import Encoded, encode
 from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
+from augrl.kd.distiller import Distiller
 from augrl.kd.losses import validate_objective
 from augrl.results import provenance
 from augrl.runtime import seed_everything, select_device
@@ -153,6 +154,19 @@ def train_teacher(cfg: RunConfig, data: Prepared, progress: bool = True, on_epoc
     result = fit(teacher, data.train if train is None else train, data.val, data.task.spec, cfg.teacher_train,
                  device=data.device, seed=cfg.seed, progress=progress, desc="teacher", on_epoch_end=on_epoch_end)
     return teacher, result
+
+
+def build_distiller(cfg: RunConfig, student: torch.nn.Module, device: torch.device | str, total_steps: int | None,
+                    teacher=None, objective: dict | None = None, train: TrainConfig | None = None,
+                    **kwargs) -> Distiller:
+    """The distiller of a run: ``objective`` (default the run's :meth:`RunConfig.kd_objective`),
+    the run's loss options and layer map, and the optimiser settings of ``train`` (default
+    ``cfg.student_train``) over ``total_steps`` (None: constant learning rate). ``kwargs`` go to
+    :class:`~augrl.kd.Distiller` (``extra_parameters``, ``teacher_layers``, ``loss_params``...)."""
+    kwargs.setdefault("loss_params", cfg.kd_loss_params())
+    kwargs.setdefault("layer_map", cfg.layer_map)
+    return Distiller.from_train_config(student, objective or cfg.kd_objective(), train or cfg.student_train,
+                                       total_steps=total_steps, device=device, teacher=teacher, **kwargs)
 
 
 def build_configured_student(cfg: RunConfig, num_labels: int):

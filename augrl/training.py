@@ -178,9 +178,9 @@ def fit(model, train: Encoded, val: Encoded, spec: TaskSpec, cfg: TrainConfig,
         raise ValueError(f"{len(weights)} example weights for a training set of {len(train)}")
     total = total_steps(len(train), cfg)
     if distiller is None:
-        distiller = Distiller(model, objective or {"hard_ce": 1.0}, loss_params, lr=cfg.lr,
-                              weight_decay=cfg.weight_decay, total_steps=total, warmup_ratio=cfg.warmup_ratio,
-                              grad_clip=cfg.grad_clip, device=device, layer_map=layer_map, teacher=teacher)
+        distiller = Distiller.from_train_config(model, objective or {"hard_ce": 1.0}, cfg, total_steps=total,
+                                                device=device, loss_params=loss_params, layer_map=layer_map,
+                                                teacher=teacher)
 
     def step(batch: dict) -> dict:
         index = batch["index"].cpu()

@@ -28,7 +28,7 @@ from augrl.errors import ConfigError
 from augrl.kd.cache import TeacherCache
 from augrl.kd.distiller import Distiller
 from augrl.kd.outputs import Needs
-from augrl.pipelines import Prepared, build_configured_student, prepare
+from augrl.pipelines import Prepared, build_configured_student, build_distiller, prepare
 from augrl.pool import CandidatePool, build_pool
 from augrl.teachers import obtain_teacher
 
@@ -92,11 +92,7 @@ class KDWorld:
 
     def new_distiller(self, student: torch.nn.Module) -> Distiller:
         """A distiller for ``student`` with the configured objective and a constant learning rate."""
-        c = self.config
-        run = c.run_config()
-        return Distiller(student, run.kd_objective(), run.kd_loss_params(), lr=c.lr, weight_decay=c.weight_decay,
-                         total_steps=None, grad_clip=c.grad_clip, device=self.data.device, layer_map=c.layer_map,
-                         teacher=self.cache)
+        return build_distiller(self.config.run_config(), student, self.data.device, None, teacher=self.cache)
 
 
 def sentence_representation(model, out, batch) -> torch.Tensor:
@@ -177,8 +173,7 @@ def build_world(config: AugmentKDConfig, progress: bool = False, data: Prepared 
     template = build_configured_student(run, spec.num_labels)
     if config.freeze_embeddings:
         models.freeze_word_embeddings(template)
-    probe = Distiller(template, run.kd_objective(), run.kd_loss_params(), layer_map=config.layer_map,
-                      teacher=teacher, device="cpu")
+    probe = build_distiller(run, template, "cpu", None, teacher=teacher)
     top = Needs.of(hidden_states=[models.layer_count(teacher)])
 
     def representation(out, batch):

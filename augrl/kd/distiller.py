@@ -121,6 +121,18 @@ class Distiller:
 
     # ------------------------------------------------------------------ what is needed
 
+    @classmethod
+    def from_train_config(cls, student: nn.Module, objective: dict[str, float], train, *,
+                          total_steps: int | None, device: torch.device | str,
+                          loss_params: dict[str, dict] | None = None, layer_map: LayerMap | str | None = None,
+                          teacher: TeacherCache | nn.Module | None = None, **kwargs) -> "Distiller":
+        """A distiller whose optimiser settings (``lr``, ``weight_decay``, ``warmup_ratio``,
+        ``grad_clip``) come from ``train`` (an :class:`augrl.training.TrainConfig`): the one place
+        they are unpacked. ``kwargs``: the other arguments of :class:`Distiller`."""
+        return cls(student, objective, loss_params, lr=train.lr, weight_decay=train.weight_decay,
+                   total_steps=total_steps, warmup_ratio=train.warmup_ratio, grad_clip=train.grad_clip,
+                   device=device, layer_map=layer_map, teacher=teacher, **kwargs)
+
     def teacher_needs(self) -> Needs:
         """Teacher layers the objective reads, per kind: what a cache must hold."""
         return self._teacher_needs

@@ -40,7 +40,7 @@ from augrl.errors import ConfigError
 from augrl.kd.cache import TeacherCache
 from augrl.kd.distiller import Distiller
 from augrl.kd.outputs import Needs
-from augrl.pipelines import Prepared, RunConfig, _stage, build_configured_student
+from augrl.pipelines import Prepared, RunConfig, _stage, build_configured_student, build_distiller
 from augrl.runtime import seed_everything
 from augrl.training import FitResult, TrainConfig, evaluate, fit, total_steps
 
@@ -221,11 +221,8 @@ class DistillContext:
                   objective: dict | None = None, train_cfg: TrainConfig | None = None, **kwargs) -> Distiller:
         """A :class:`Distiller` for ``student`` with the run's objective, loss options, layer
         map and the student's optimiser settings over ``total`` steps."""
-        c = train_cfg or self.cfg.student_train
-        kwargs.setdefault("loss_params", self.loss_params())
-        return Distiller(student, objective or self.objective(), lr=c.lr, weight_decay=c.weight_decay,
-                         total_steps=total, warmup_ratio=c.warmup_ratio, grad_clip=c.grad_clip, device=self.device,
-                         layer_map=self.cfg.layer_map, teacher=teacher, **kwargs)
+        return build_distiller(self.cfg, student, self.device, total, teacher, objective or self.objective(),
+                               train_cfg, **kwargs)
 
     def student_steps(self, data: Encoded | None = None) -> int:
         return total_steps(len(data if data is not None else self.data.train), self.cfg.student_train)
