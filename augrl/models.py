@@ -181,9 +181,9 @@ def _load_errors() -> tuple[type[BaseException], ...]:
 
 
 @contextmanager
-def _loading(name: str | Path) -> Iterator[None]:
-    """Turn a failed ``from_pretrained`` of ``name`` into a ConfigError: the hub is unreachable,
-    or the name or folder holds no model."""
+def loading(name: str | Path) -> Iterator[None]:
+    """Turn a failed ``from_pretrained`` of ``name`` inside the block into a ConfigError: the
+    hub is unreachable, or the name or folder holds no model (``with loading(name): ...``)."""
     try:
         yield
     except (ConfigError, DiskFullError):
@@ -203,7 +203,7 @@ def load_tokenizer(name_or_path: str | Path = DEFAULT_MODEL):
 
     _quiet_transformers()
     path = resolve_model(name_or_path)
-    with _loading(name_or_path):
+    with loading(name_or_path):
         return AutoTokenizer.from_pretrained(path)
 
 
@@ -268,7 +268,7 @@ def build_teacher(num_labels: int, name_or_path: str | Path = DEFAULT_MODEL, att
     kwargs = dict(num_labels=num_labels,
                   problem_type="regression" if num_labels == 1 else "single_label_classification",
                   **_attn_kwargs(attentions))
-    with _loading(name_or_path):
+    with loading(name_or_path):
         if pooling != "cls":
             model_type = AutoConfig.from_pretrained(path).model_type
             if model_type == "bert":
@@ -639,7 +639,7 @@ def load_model(directory: str | Path, attentions: bool = False):
     from transformers import AutoModelForSequenceClassification
 
     _quiet_transformers()
-    with _loading(directory):
+    with loading(directory):
         config = json.loads(config_file.read_text()) if config_file.is_file() else {}
         if config.get("augrl_arch") in _SMALL_STUDENTS:
             return _SMALL_STUDENTS[config["augrl_arch"]].from_pretrained(directory)
