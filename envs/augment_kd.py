@@ -294,26 +294,16 @@ class AugmentKDEnv(gym.Env):
         if n_kept + n_target == 0:
             self._outputs = None
             return 0.0, False, {}
-        d = self.distiller
-        d.student.train()
-        d.modules.train()
         parts = []
+        if n_kept:
+            batch = self._batch_tensors
+            length = int(batch["attention_mask"][positions].sum(1).max())
+            sub = {k: (v[positions][:, :length] if v.dim() == 2 else v[positions]) for k, v in batch.items()}
+            parts.append((sub, self._outputs.rows(positions.to(self.device), length)))
+        if n_target:
+            parts.append((self.world.encoded.batch(self._target_rows, self.device), None))
         with self._private_rng(), self._autocast():
-            if n_kept:
-                batch = self._batch_tensors
-                length = int(batch["attention_mask"][positions].sum(1).max())
-                sub = {k: (v[positions][:, :length] if v.dim() == 2 else v[positions]) for k, v in batch.items()}
-                parts.append((n_kept, d.losses(sub, self.world.cache,
-                                               student_out=self._outputs.rows(positions.to(self.device), length))))
-            if n_target:
-                target = self.world.encoded.batch(self._target_rows, self.device)
-                parts.append((n_target, d.losses(target, self.world.cache)))
-            total = n_kept + n_target
-            terms = {k: sum(n * p[k] for n, p in parts) / total for k in parts[0][1]}
-            d.optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            d.apply_gradients()
-        terms = {k: float(v.detach()) for k, v in terms.items()}
+            terms = self.distiller.step_parts(parts, self.world.cache)
         self._outputs = None
         before = self._val
         self._val = self._validate()

@@ -15,7 +15,7 @@ model. They are in the same optimiser as the student and are saved beside it by
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import torch
 from torch import nn
@@ -239,9 +239,31 @@ class Distiller:
         Returns:
             Each loss term and the total ``loss``, as floats.
         """
+        return self.step_parts([(batch, student_out)], teacher, weights)
+
+    def step_parts(self, parts: Sequence[tuple[dict[str, torch.Tensor], Outputs | None]],
+                   teacher: "TeacherLike" = None, weights: torch.Tensor | None = None) -> dict[str, float]:
+        """One optimiser step on the union of several batches, each padded to its own length.
+
+        The objective is each part's mean loss weighted by its row count: exactly the mean over
+        one joint batch. A part may bring the student's outputs of a forward pass already run
+        (``(batch, student_out)``, e.g. the environment's observation pass); ``(batch, None)``
+        runs it here. ``weights`` (one part only): per-example loss weights.
+
+        Returns:
+            Each loss term and the total ``loss``, as floats.
+        """
+        if weights is not None and len(parts) != 1:
+            raise ValueError("per-example weights are supported for a single batch only")
         self.student.train()
         self.modules.train()
-        terms = self.losses(batch, teacher, weights, student_out)
+        if len(parts) == 1:
+            batch, student_out = parts[0]
+            terms = self.losses(batch, teacher, weights, student_out)
+        else:
+            sized = [(len(b["input_ids"]), self.losses(b, teacher, None, out)) for b, out in parts]
+            total = sum(n for n, _ in sized)
+            terms = {k: sum(n * t[k] for n, t in sized) / total for k in sized[0][1]}
         self.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         self.apply_gradients()
