@@ -733,7 +733,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"augrl: error: {err}", file=sys.stderr)
         return 2
     except Exception as err:  # a full disk in a writer that does not say so itself
-        from augrl.models import DISK_FULL_FIX, is_disk_full
+        from augrl.fileio import DISK_FULL_FIX, is_disk_full
 
         if not is_disk_full(err):
             raise

@@ -10,17 +10,19 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 
+from augrl.fileio import write_file_atomically  # noqa: E402
+
 
 def save_figure(fig, path: str | Path, title: str = "") -> Path:
-    """Title, tighten, write the PNG (creating its folder) and free the figure."""
+    """Title, tighten, write the PNG whole (:func:`augrl.fileio.write_file_atomically`: never a
+    cut-off picture) and free the figure."""
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    try:
+        return write_file_atomically(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    finally:
+        plt.close(fig)
 
 
 def plot_learning_curves(stages: dict[str, dict], metric: str, path: str | Path, title: str = "") -> Path:

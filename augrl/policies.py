@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from augrl.augmented import distil_on
 from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
-from augrl.models import write_file_atomically
+from augrl.fileio import write_file_atomically
 from augrl.results import provenance
 from augrl.training import evaluate
 

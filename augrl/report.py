@@ -34,13 +34,13 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from augrl.errors import ConfigError
+from augrl.fileio import write_file_atomically
 from augrl.results import read_jsonl
 
 REFERENCE = "kd"
@@ -307,11 +307,9 @@ def _slug(text: str) -> str:
 
 
 def _write(path: Path, text: str) -> Path:
-    """Write atomically (a reader, or a second bench process, never sees half a file)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    """Write atomically (a reader, or a second bench process, never sees half a file; a full
+    disk raises DiskFullError and leaves no temporary file)."""
+    return write_file_atomically(path, lambda tmp: tmp.write_text(text))
 
 
 def load_search(folder: str | Path) -> tuple[list[dict], list[dict]]:

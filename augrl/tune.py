@@ -474,7 +474,7 @@ def _trainable(settings: TuneSettings, context: dict):
 
 def _write_settings(path: Path, saved: dict) -> None:
     """Write ``tune.json`` whole or not at all (a full disk: DiskFullError, the old file kept)."""
-    from augrl.models import write_file_atomically
+    from augrl.fileio import write_file_atomically
 
     text = json.dumps(saved, indent=2, default=str)
     write_file_atomically(path, lambda tmp: tmp.write_text(text))
