@@ -46,7 +46,7 @@ DEFAULT_MODEL = "minilm"
 _MINILM_ALIASES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
@@ -199,7 +199,7 @@ def load_tokenizer(name_or_path: str | Path = DEFAULT_MODEL):
     """The tokenizer of a model name, alias or folder (BiLSTM/TextCNN students use their teacher's)."""
     from transformers import AutoTokenizer
 
-    _quiet_transformers()
+    quiet_transformers()
     path = resolve_model(name_or_path)
     with loading(name_or_path):
         return AutoTokenizer.from_pretrained(path)
@@ -261,7 +261,7 @@ def build_teacher(num_labels: int, name_or_path: str | Path = DEFAULT_MODEL, att
 
     if pooling not in POOLINGS:
         raise ConfigError(f"unknown pooling {pooling!r}; use one of {list(POOLINGS)}")
-    _quiet_transformers()
+    quiet_transformers()
     path = resolve_model(name_or_path)
     kwargs = dict(num_labels=num_labels,
                   problem_type="regression" if num_labels == 1 else "single_label_classification",
@@ -549,7 +549,7 @@ def load_model(directory: str | Path, attentions: bool = False):
     config_file = directory / "config.json"
     from transformers import AutoModelForSequenceClassification
 
-    _quiet_transformers()
+    quiet_transformers()
     with loading(directory):
         config = json.loads(config_file.read_text()) if config_file.is_file() else {}
         if config.get("augrl_arch") in _SMALL_STUDENTS:

@@ -32,7 +32,7 @@ from torch import nn
 from augrl.artifacts import cached_build, model_key, slug
 from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
-from augrl.models import _quiet_transformers, resolve_model
+from augrl.models import loading, quiet_transformers, resolve_model
 from augrl.runtime import select_device
 
 from .corpus import task_corpus, task_key
@@ -158,12 +158,10 @@ def build_mlm_from_encoder(name_or_path: str = "minilm", seed: int = 0) -> tuple
     from transformers import AutoConfig, AutoTokenizer, BertForMaskedLM
     from transformers.utils import logging as hf_logging
 
-    _quiet_transformers()
+    quiet_transformers()
     path = resolve_model(name_or_path)
-    try:
+    with loading(name_or_path):
         config = AutoConfig.from_pretrained(path)
-    except OSError as err:
-        raise ConfigError(f"cannot load encoder {name_or_path!r}: {str(err).splitlines()[0]}") from None
     if config.model_type != "bert":
         raise ConfigError(f"building a masked LM from an encoder is implemented for BERT models, not "
                           f"{config.model_type!r}; pass a masked LM with its head instead")
@@ -172,13 +170,15 @@ def build_mlm_from_encoder(name_or_path: str = "minilm", seed: int = 0) -> tuple
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "newly initialised head weights": expected here
     try:
-        model = BertForMaskedLM.from_pretrained(path, config=config)
+        with loading(name_or_path):
+            model = BertForMaskedLM.from_pretrained(path, config=config)
+            tokenizer = AutoTokenizer.from_pretrained(path)
     finally:
         hf_logging.set_verbosity(verbosity)
     model.tie_weights()
     if model.cls.predictions.decoder.weight.data_ptr() != model.bert.embeddings.word_embeddings.weight.data_ptr():
         raise RuntimeError("the MLM decoder is not tied to the word embeddings")
-    return model, AutoTokenizer.from_pretrained(path)
+    return model, tokenizer
 
 
 # ---------------------------------------------------------------------------- masking and training
@@ -364,12 +364,10 @@ def load_masked_lm(path: str, device: torch.device | str = "cpu", info: dict | N
     """Load a masked LM (with its head) and its tokenizer from a folder or hub name."""
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-    _quiet_transformers()
-    try:
+    quiet_transformers()
+    with loading(path):
         model = AutoModelForMaskedLM.from_pretrained(path)
         tokenizer = AutoTokenizer.from_pretrained(path)
-    except OSError as err:
-        raise ConfigError(f"cannot load a masked LM from {path!r}: {str(err).splitlines()[0]}") from None
     if tokenizer.mask_token_id is None:
         raise ConfigError(f"the tokenizer of {path!r} has no mask token")
     device = torch.device(device)

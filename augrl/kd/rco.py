@@ -20,7 +20,7 @@ from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
 from augrl.kd.cache import TeacherCache
 from augrl.kd.methods import DistillContext, MethodResult, register_method
-from augrl.models import resolve_model
+from augrl.models import loading, resolve_model
 from augrl.pipelines import train_teacher
 from augrl.training import total_steps, train_loop
 
@@ -57,7 +57,8 @@ def run_rco(ctx: DistillContext) -> MethodResult:
     cfg = ctx.cfg
     # the distiller decides which teacher layers the anchors' caches hold: give it the
     # teacher's shape from its config (the teacher itself is built by train_teacher)
-    shape = AutoConfig.from_pretrained(resolve_model(cfg.teacher))
+    with loading(cfg.teacher):
+        shape = AutoConfig.from_pretrained(resolve_model(cfg.teacher))
     student = ctx.student()
     total = ctx.student_steps()
     distiller = ctx.distiller(student, None, total, teacher_layers=shape.num_hidden_layers,
