@@ -164,7 +164,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
 
 def cmd_finetune(args: argparse.Namespace) -> None:
-    from augrl.pipelines import run_finetune
+    from augrl.methods import run_finetune
 
     _finish(run_finetune(_run_config(args), which=args.model, out_dir=args.out, progress=not args.quiet), args)
 
@@ -186,13 +186,12 @@ def _parse_key_values(items: list[str], flag: str) -> dict:
 
 
 def cmd_distill(args: argparse.Namespace) -> None:
+    from augrl import methods
     from augrl.kd.losses import parse_objective
-    from augrl.kd.methods import get_method
-    from augrl.pipelines import run_distill
 
-    get_method(args.method)  # a clear error before any data is loaded
+    methods.get(args.method)  # a clear error before any data is loaded
     cfg = _run_config(args)
-    changes = {"method": args.method, "temperature": args.temperature, "layer_map": args.layer_map}
+    changes = {"temperature": args.temperature, "layer_map": args.layer_map}
     if args.objective is not None:
         changes["objective"] = parse_objective(args.objective)
     if args.option:
@@ -201,13 +200,16 @@ def cmd_distill(args: argparse.Namespace) -> None:
         changes["cache_dtype"] = args.cache_dtype
     cfg = cfg.replace(**changes)
     dirs = [d for arg in (args.teacher_dir or []) for d in arg.split(",") if d]
-    _finish(run_distill(cfg, out_dir=args.out, teacher_dir=dirs or None, progress=not args.quiet), args)
+    _finish(methods.run_distill(cfg, out_dir=args.out, teacher_dir=dirs or None, progress=not args.quiet,
+                                method=args.method, max_steps=args.max_steps), args)
 
 
 def _augment_teacher(args: argparse.Namespace, spec):
-    """The teacher of ``--report``: loaded from ``--teacher-dir``, or fine-tuned now (saved to --out)."""
+    """The teacher of ``--report``: loaded from ``--teacher-dir``, or the split's fine-tuned one
+    (from the teacher cache; saved to --out)."""
     from augrl import models
-    from augrl.pipelines import RunConfig, prepare, train_teacher
+    from augrl.pipelines import RunConfig, prepare
+    from augrl.teachers import obtain_teacher
 
     if args.teacher_dir:
         return models.load_model(args.teacher_dir), models.load_tokenizer(args.teacher_dir), args.teacher_dir
@@ -215,7 +217,7 @@ def _augment_teacher(args: argparse.Namespace, spec):
                     teacher=args.teacher or models.DEFAULT_MODEL, device=args.device or "auto")
     cfg = cfg.with_max_steps(args.max_steps)
     data = prepare(cfg)
-    teacher, _ = train_teacher(cfg, data, progress=not args.quiet)
+    teacher, _ = obtain_teacher(cfg, data, progress=not args.quiet)
     where = None
     if args.out:
         where = str(models.save_model(teacher, Path(args.out) / f"teacher_ft-seed{args.seed}", data.tokenizer))
@@ -232,7 +234,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
     from augrl.tasks import load_task
 
     params = _parse_key_values(args.param or [], "--param")
-    accepted = baselines.parameters(args.method)  # an unknown method fails before any loading
+    accepted = baselines.parameters(args.augmenter)  # an unknown method fails before any loading
     for key, value in (("mlm", args.mlm), ("side", args.side), ("device", args.device),
                        ("progress", not args.quiet), ("mlm_steps", args.mlm_steps)):
         if value is not None and key in accepted and key not in params:
@@ -246,7 +248,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
     texts = columns[0] if len(fields) == 1 else [(a, b) for a, b in zip(*columns)]
     labels = list(dataset["label"])
 
-    augmenter = baselines.get(args.method, **params)
+    augmenter = baselines.get(args.augmenter, **params)
     start = time.perf_counter()
     augmenter.fit(task)
     fit_seconds = time.perf_counter() - start
@@ -258,7 +260,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
                  "edits": [baselines.edit_count(t, v) for v in vs]}
                 for idx, label, t, vs in zip(dataset["idx"], labels, texts, variants)]
     flat = [(t, v) for t, vs in zip(texts, variants) for v in vs]
-    record = {"command": "augment", "task": task.spec.name, "split": args.split, "method": args.method,
+    record = {"command": "augment", "task": task.spec.name, "split": args.split, "method": args.augmenter,
               "params": augmenter.params(), "n": args.n, "seed": args.seed, "inputs": len(texts),
               "changed_rate": sum(v != t for t, v in flat) / len(flat) if flat else 0.0,
               "fit_seconds": round(fit_seconds, 2), "seconds": round(seconds, 3),
@@ -278,7 +280,7 @@ def cmd_augment(args: argparse.Namespace) -> None:
         print(f"[{ex['idx']}] label={ex['label']}: {ex['original']}")
         for v, e in zip(ex["variants"], ex["edits"]):
             print(f"    ({e} edits) {v}")
-    print(f"{args.method}: {len(texts)} inputs x {args.n} variants, changed {record['changed_rate']:.1%}, "
+    print(f"{args.augmenter}: {len(texts)} inputs x {args.n} variants, changed {record['changed_rate']:.1%}, "
           f"{record['sentences_per_second']} inputs/s")
     if args.report:
         print("quality: " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
@@ -589,8 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("distill", help="fine-tune a teacher and distil it into the student")
     _add_run_options(p)
     p.add_argument("--method", default="kd",
-                   help="distillation method: kd (default), multi_teacher, cotrain_isolated, cotrain_shared_grad, "
-                        "cotrain_loss_sum, newsbert, rco, metakd")
+                   help="a method of the one registry (augrl.methods): kd (default), a distillation trainer "
+                        "(multi_teacher, cotrain_isolated, cotrain_shared_grad, cotrain_loss_sum, newsbert, rco, "
+                        "metakd) or any bench row (kd+eda, kd+l2a...; `augrl bench --list` lists them)")
     p.add_argument("--objective", default=None,
                    help="KD loss weights: JSON or name=weight,name=weight, e.g. attention_mse=1,hidden_mse=1,dark_ce=1 "
                         "(default: the method's; kd: dark_ce=1,hard_ce=1, or logit_mse=1,hard_ce=1 for bilstm/textcnn)")
@@ -607,7 +610,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("augment", help="print an augmenter's variants of a task's examples (and their quality)")
     p.add_argument("--task", default="rt", help="task name (see `augrl tasks`) or a task YAML file")
-    p.add_argument("--method", required=True, help="augmenter: eda, mask, pos, ngram, tang, contextual, cbert")
+    p.add_argument("--augmenter", "--method", dest="augmenter", required=True,
+                   help="augmenter (augrl.baselines): eda, mask, pos, ngram, tang, contextual, cbert, l2a "
+                        "(--method is the old spelling)")
     p.add_argument("--n", type=int, default=4, help="variants per example (default 4)")
     p.add_argument("--limit", type=int, default=None, help="augment only the first L examples of the split")
     p.add_argument("--split", default="train", choices=["train", "val", "test", "source"],

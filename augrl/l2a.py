@@ -263,8 +263,9 @@ def _bench_l2a(ctx) -> "object":
     return outcome
 
 
-def _register_bench_methods() -> None:
-    from augrl import bench
+def register_methods() -> None:
+    """Register L2A's rows in :mod:`augrl.methods` (called once, by its first lookup)."""
+    from augrl import methods
 
     variants = {
         "kd+l2a": ({}, "L2A: generator P_s from source + target, G_theta updates, REINFORCE selector"),
@@ -276,9 +277,4 @@ def _register_bench_methods() -> None:
     defaults = {k: v for k, v in L2AConfig().to_dict().items() if k not in ("max_steps", "eval_epochs",
                                                                              "eval_batch_size")}
     for name, (changes, description) in variants.items():
-        if name not in bench._REGISTRY:
-            bench.register(name, _bench_l2a, description=description, augmenter="l2a",
-                           options={**defaults, **changes})
-
-
-_register_bench_methods()
+        methods.register(name, _bench_l2a, description=description, augmenter="l2a", options={**defaults, **changes})

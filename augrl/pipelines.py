@@ -1,18 +1,12 @@
-"""End-to-end runs: teacher fine-tuning, student fine-tuning and distillation by any registered
-method (:mod:`augrl.kd.methods`).
-
-Each run loads the task's seeded split, trains with model selection on validation, evaluates
-once on test, and returns a result record (config, split, metrics, sizes, wall time,
-provenance) that the CLI prints and appends to ``results.jsonl``.
+"""What every run is made of: the run config (:class:`RunConfig`), the prepared split
+(:func:`prepare`), the teacher's and the student's fine-tuning, the student and the distiller a
+run config builds. Whole runs and their records are :mod:`augrl.methods`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -22,10 +16,9 @@ from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
 from augrl.kd.distiller import Distiller
 from augrl.kd.losses import validate_objective
-from augrl.results import provenance
 from augrl.runtime import seed_everything, select_device
 from augrl.tasks import LEAKAGE_FILTERS, Task, load_task
-from augrl.training import FitResult, TrainConfig, evaluate, fit
+from augrl.training import FitResult, TrainConfig, fit
 
 
 @dataclass
@@ -185,106 +178,7 @@ def train_student(cfg: RunConfig, data: Prepared, progress: bool = True) -> tupl
     return model, result
 
 
-def _record(command: str, method: str, cfg: RunConfig, data: Prepared, test: dict, val: dict,
-            params: dict, seconds: float, stages: dict) -> dict:
-    return {
-        "command": command,
-        "task": data.task.spec.name,
-        "method": method,
-        "seed": cfg.seed,
-        "shots": cfg.shots,
-        "metrics": {"test": test, "val": val},
-        "params": params,
-        "wall_time_s": round(seconds, 2),
-        "stages": stages,
-        "config": cfg.to_dict(),
-        "split": data.task.meta,
-        "device": str(data.device),
-        **provenance(),
-    }
-
-
-def _stage(result: FitResult) -> dict:
+def stage_summary(result: FitResult) -> dict:
+    """A training stage as result records hold it (``stages[name]``)."""
     return {"best_epoch": result.best_epoch, "steps": result.steps, "seconds": round(result.seconds, 2),
             "history": result.history}
-
-
-def run_finetune(cfg: RunConfig, which: str = "teacher", out_dir: str | Path | None = None,
-                 progress: bool = True) -> dict:
-    """Teacher-FT or Student-FT: fine-tune on the target few-shot set, report test metrics."""
-    if which not in ("teacher", "student"):
-        raise ConfigError(f"--model must be teacher or student, got {which!r}")
-    start = time.perf_counter()
-    data = prepare(cfg)
-    spec = data.task.spec
-    if which == "teacher":
-        model, result = train_teacher(cfg, data, progress)
-        train_cfg = cfg.teacher_train
-    else:
-        model, result = train_student(cfg, data, progress)
-        train_cfg = cfg.student_train
-    test = evaluate(model, data.test, spec, data.device, train_cfg.eval_batch_size)
-    record = _record("finetune", f"{which}_ft", cfg, data, test, result.best_val,
-                     {which: models.count_parameters(model)}, time.perf_counter() - start, {which: _stage(result)})
-    if out_dir is not None:
-        run_dir = models.save_model(model, Path(out_dir) / f"{which}_ft-seed{cfg.seed}", data.tokenizer)
-        _save_curves(record, run_dir)
-    return record
-
-
-def _save_curves(record: dict, run_dir: Path) -> None:
-    from augrl.plots import plot_learning_curves
-
-    metric = next(iter(record["metrics"]["test"]))
-    title = f"{record['task']} {record['method']} seed {record['seed']} ({record['shots']} shots)"
-    plot_learning_curves(record["stages"], metric, run_dir / "learning_curves.png", title)
-
-
-def run_distill(cfg: RunConfig, out_dir: str | Path | None = None,
-                teacher_dir: str | Path | Sequence[str | Path] | None = None, progress: bool = True) -> dict:
-    """Distil with ``cfg.method`` (default ``kd``: fine-tune or load the teacher, cache its
-    outputs on the train set once, train the student on the weighted objective), selecting the
-    student's best epoch on validation; evaluate once on test.
-
-    Every method returns the same record shape (:func:`_record`), plus ``teacher_metrics``,
-    ``teacher_dir``, the resolved ``objective`` and ``method_options``, and method-specific
-    fields. With ``out_dir`` the student (and the learned loss modules, ``kd_modules.pt``) and
-    any teacher trained here are saved under ``out_dir/{method}-seed{seed}/``.
-
-    Args:
-        cfg: the run; ``cfg.method`` picks the trainer (see :mod:`augrl.kd.methods`).
-        out_dir: where models go (None: not saved).
-        teacher_dir: saved fine-tuned teacher(s) to reuse instead of training one (several
-            for ``multi_teacher``).
-        progress: progress bars on stderr.
-    """
-    from augrl.kd.methods import DistillContext, get_method
-
-    start = time.perf_counter()
-    method = get_method(cfg.method)
-    options = method.parse_options(cfg.method_options)
-    method.check_student(cfg.student)
-    dirs = [] if teacher_dir is None else ([teacher_dir] if isinstance(teacher_dir, (str, Path)) else list(teacher_dir))
-    data = prepare(cfg)
-    ctx = DistillContext(cfg, data, options, [Path(d) for d in dirs], progress, method)
-    result = method.run(ctx)
-    spec = data.task.spec
-    test = evaluate(result.student, data.test, spec, data.device, cfg.student_train.eval_batch_size)
-    if out_dir is not None:
-        out = Path(out_dir) / f"{cfg.method}-seed{cfg.seed}"
-        models.save_model(result.student, out / "student", data.tokenizer)
-        if result.distiller is not None:
-            result.distiller.save_modules(out / "student" / "kd_modules.pt")
-        for name, model in result.trained_teachers.items():
-            models.save_model(model, out / name, data.tokenizer)
-    record = _record("distill", cfg.method, cfg, data, test, result.best_val, result.params,
-                     time.perf_counter() - start, ctx.stages)
-    if result.evaluate_teacher is not None:
-        record.update(result.evaluate_teacher(data.test))
-    record["teacher_dir"] = None if not dirs else (str(dirs[0]) if len(dirs) == 1 else [str(d) for d in dirs])
-    record["objective"] = result.objective
-    record["method_options"] = dataclasses.asdict(options) if dataclasses.is_dataclass(options) else {}
-    record.update(result.extra)
-    if out_dir is not None:
-        _save_curves(record, out)
-    return record

@@ -267,27 +267,28 @@ def _bench_policy(ctx):
     outcome = ctx.distil(pool, keep=kept)
     start = time.perf_counter()
     control = ctx.distil(pool, keep=random_subset(len(pool), len(kept), ctx.cfg.seed))
-    data = ctx.data
-    control_test = evaluate(control.model, data.test, data.task.spec, data.device)
     ctx.charged_seconds -= time.perf_counter() - start
     outcome.extra.update(selection={"kept": len(kept), "pool": len(pool), "kept_fraction": len(kept) / len(pool)},
                          policy_training={"env_steps": int(agent.num_timesteps), "seconds": round(seconds, 2),
                                           "episodes": log.episodes},
-                         random_same_size={"test": control_test, "val": control.best_val})
+                         random_same_size={"val": control.best_val})
+    spec, device = ctx.data.task.spec, ctx.data.device
+
+    def control_test(test) -> dict:  # the final evaluation's, with the row's own test metrics
+        return {"random_same_size": {"test": evaluate(control.model, test, spec, device), "val": control.best_val}}
+
+    outcome.evaluate_extra = control_test
     return outcome
 
 
-def _register_bench_methods() -> None:
-    from augrl import bench
+def register_methods() -> None:
+    """Register the policy rows in :mod:`augrl.methods` (called once, by its first lookup)."""
+    from augrl import methods
 
     defaults = {k: v for k, v in PolicyConfig().to_dict().items()
                 if k not in ("max_steps", "eval_epochs", "eval_batch_size")}
     for algo in ALGOS:
         name = f"kd+{algo}"
-        if name not in bench._REGISTRY:
-            bench.register(name, _bench_policy, augmenter="eda", options={**defaults, "algo": algo},
-                           description=f"KD on the eda candidates an SB3 {algo.upper()} policy keeps "
-                                       "(trained on augrl/AugmentKD-v0)")
-
-
-_register_bench_methods()
+        methods.register(name, _bench_policy, augmenter="eda", options={**defaults, "algo": algo},
+                         description=f"KD on the eda candidates an SB3 {algo.upper()} policy keeps "
+                                     "(trained on augrl/AugmentKD-v0)")

@@ -57,7 +57,8 @@ def fine_tuned_teacher(cfg: RunConfig, data: Prepared, progress: bool = True, ca
     if not cache:
         teacher, result = train_teacher(cfg, data, progress, train=train)
         return teacher.to(data.device), {"val": result.best_val, "history": result.history,
-                                         "train_seconds": round(result.seconds, 2), "cached": False, "dir": None}
+                                         "train_seconds": round(result.seconds, 2), "best_epoch": result.best_epoch,
+                                         "steps": result.steps, "cached": False, "dir": None}
     built = {}
 
     def build(tmp: Path) -> dict:
@@ -65,11 +66,11 @@ def fine_tuned_teacher(cfg: RunConfig, data: Prepared, progress: bool = True, ca
         models.save_model(teacher, tmp, data.tokenizer)
         built["model"] = teacher
         return {"val": result.best_val, "history": result.history, "train_seconds": round(result.seconds, 2),
-                "best_epoch": result.best_epoch, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+                "best_epoch": result.best_epoch, "steps": result.steps, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     folder, meta = cached_build("teacher", f"{data.task.spec.name}-seed{cfg.seed}", teacher_key(cfg, data, train), build)
     teacher = built.get("model") or models.load_model(folder)
-    info = {k: meta.get(k) for k in ("val", "history", "train_seconds", "best_epoch")}
+    info = {k: meta.get(k) for k in ("val", "history", "train_seconds", "best_epoch", "steps")}
     info.update(cached="model" not in built, dir=str(folder))
     return teacher.to(data.device), info
 
@@ -89,7 +90,7 @@ def obtain_teacher(cfg: RunConfig, data: Prepared, teacher_dir: str | Path | Non
 
 def teacher_stage(info: dict) -> dict:
     """The ``stages["teacher"]`` entry of a result record, from :func:`fine_tuned_teacher`'s info."""
-    return {"best_epoch": info.get("best_epoch"), "seconds": info.get("train_seconds"),
+    return {"best_epoch": info.get("best_epoch"), "steps": info.get("steps"), "seconds": info.get("train_seconds"),
             "history": info.get("history"), "cached": info.get("cached")}
 
 

@@ -13,7 +13,8 @@ import argparse
 import statistics
 from pathlib import Path
 
-from augrl.pipelines import RunConfig, run_distill, run_finetune
+from augrl.methods import run_distill, run_finetune
+from augrl.pipelines import RunConfig
 from augrl.results import append_jsonl, read_jsonl
 
 

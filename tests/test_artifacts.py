@@ -150,7 +150,8 @@ def test_model_key_follows_the_weights(tmp_path):
 def test_distill_twice_on_one_split_fine_tunes_the_teacher_once(toy_tasks, tiny_model_dir, augrl_cache,
                                                                  single_thread, monkeypatch):
     from augrl import teachers
-    from augrl.pipelines import RunConfig, run_distill
+    from augrl.methods import run_distill
+    from augrl.pipelines import RunConfig
     from augrl.training import TrainConfig
 
     trained = []
@@ -167,5 +168,5 @@ def test_distill_twice_on_one_split_fine_tunes_the_teacher_once(toy_tasks, tiny_
     first = run_distill(cfg, progress=False)
     second = run_distill(cfg, progress=False)
     assert len(trained) == 1
-    assert first["stages"]["teacher"]["cached"] is False and second["stages"]["teacher"]["cached"] is True
+    assert first["teacher"]["cached"] is False and second["teacher"]["cached"] is True
     assert first["teacher_metrics"] == second["teacher_metrics"]

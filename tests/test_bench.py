@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from augrl import bench
+from augrl import bench, methods
 from augrl.cli import main
 from augrl.errors import ConfigError
 from augrl.pipelines import RunConfig
@@ -94,7 +94,7 @@ def test_interrupted_bench_keeps_finished_lines_and_a_rerun_completes_only_the_r
         toy_tasks, tiny_model_dir, augrl_cache, single_thread, tmp_path, capsys, monkeypatch):
     out = tmp_path / "bench"
     with monkeypatch.context() as m:  # Ctrl-C during the second run
-        m.setitem(bench._REGISTRY, "kd+mask", _failing("kd+mask", KeyboardInterrupt))
+        m.setitem(methods._REGISTRY, "kd+mask", _failing("kd+mask", KeyboardInterrupt))
         assert main(_cli(toy_tasks, tiny_model_dir, out, "kd,kd+mask,student_ft")) == 130
     err = capsys.readouterr().err
     assert "interrupted during toy kd+mask" in err or f"interrupted during {toy_tasks['single_file']} kd+mask" in err
@@ -113,7 +113,7 @@ def test_an_error_in_a_run_loses_only_that_run(toy_tasks, base, tmp_path, monkey
     out = tmp_path / "bench"
     settings = _settings(toy_tasks, ["kd", "kd+mask", "student_ft"])
     with monkeypatch.context() as m:
-        m.setitem(bench._REGISTRY, "kd+mask", _failing("kd+mask", RuntimeError))
+        m.setitem(methods._REGISTRY, "kd+mask", _failing("kd+mask", RuntimeError))
         with pytest.raises(RuntimeError, match="simulated crash"):
             bench.run_bench(settings, base, out, progress=False, log=lambda _: None)
     assert [r["method"] for r in read_jsonl(out / "results.jsonl")[0]] == ["kd"]
@@ -255,7 +255,7 @@ def test_unknown_methods_and_bad_settings_are_clear_errors_before_anything_runs(
     out = tmp_path / "bench"
     assert main(["bench", "--methods", "kd,nope", "--out", str(out)]) == 2
     err = capsys.readouterr().err
-    assert "unknown bench method 'nope'" in err and "kd+eda" in err and "teacher_ft" in err
+    assert "unknown method 'nope'" in err and "kd+eda" in err and "teacher_ft" in err
     assert main(["bench", "--methods", "kd+eda", "--aug-param", "eda.nope=1", "--out", str(out)]) == 2
     assert "has no setting(s) ['nope']" in capsys.readouterr().err
     assert main(["bench", "--preset", "nope", "--out", str(out)]) == 2
@@ -320,7 +320,7 @@ def test_a_registered_method_reuses_the_seed_pool_and_a_budget_change_reruns_aug
         records = read_jsonl(out / "results.jsonl")[0]
         assert records[-3]["pool"]["size"] == 2 * 16 and records[-3]["variants"] == 2
     finally:
-        bench._REGISTRY.pop("test-keep", None)
+        methods._REGISTRY.pop("test-keep", None)
 
 
 def test_every_builtin_method_runs(toy_tasks, tiny_model_dir, base, tmp_path):
@@ -390,7 +390,7 @@ def test_import_flag_loads_a_users_methods(tmp_path, monkeypatch, capsys):
         assert main(["bench", "--import", "my_bench_methods", "--list"]) == 0
         assert "test-mine" in capsys.readouterr().out and bench.get("test-mine").augments
     finally:
-        bench._REGISTRY.pop("test-mine", None)
+        methods._REGISTRY.pop("test-mine", None)
     assert main(["bench", "--import", "no_such_module_xyz", "--list"]) == 2
     assert "--import no_such_module_xyz: cannot import it" in capsys.readouterr().err
 
@@ -400,7 +400,7 @@ import os
 import time
 from pathlib import Path
 
-from augrl import bench
+from augrl import bench, methods
 
 
 @bench.register("test-slow", description="KD; first waits while AUGRL_TEST_SLOW names a file")
@@ -429,7 +429,7 @@ def _forget_slow_methods() -> None:
     import sys
 
     for name in ("test-slow", "test-hold"):
-        bench._REGISTRY.pop(name, None)
+        methods._REGISTRY.pop(name, None)
     sys.modules.pop("slow_bench_methods", None)
 
 

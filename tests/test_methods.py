@@ -6,7 +6,8 @@ import json
 
 from augrl import bench
 from augrl.cli import main
-from augrl.pipelines import RunConfig, run_distill
+from augrl.methods import run_distill
+from augrl.pipelines import RunConfig
 from augrl.results import read_jsonl
 from augrl.training import TrainConfig
 
@@ -44,7 +45,10 @@ def test_distill_kd_is_the_bench_kd_row(toy_tasks, tiny_model_dir, augrl_cache, 
     bench.run_bench(settings, base, tmp_path / "b", progress=False)
     (row,), _ = read_jsonl(tmp_path / "b" / "results.jsonl")
     distilled = run_distill(base.replace(task=str(toy_tasks["single_file"]), shots=8, seed=2), progress=False)
-    assert distilled["stages"]["teacher"]["cached"] is True  # the bench's teacher, from the cache
-    assert distilled["metrics"] == row["metrics"]
+    assert distilled["teacher"]["cached"] is True and row["teacher"]["cached"] is False  # the bench's teacher
+    assert distilled["teacher"]["dir"] == row["teacher"]["dir"]
+    assert distilled["metrics"] == row["metrics"] and distilled["config"] == row["config"]
     assert distilled["stages"]["student"]["history"] == row["stages"]["student"]["history"]
-    assert distilled["teacher_metrics"]["test"] and "teacher_metrics" not in row  # bench kd reports no teacher
+    # distill also reports its teacher on test; the bench leaves that to the teacher_ft row
+    assert set(distilled["teacher_metrics"]["test"]) == {"accuracy", "f1"} and "teacher_metrics" not in row
+    assert distilled["command"] == "distill" and row["command"] == "bench"

@@ -1,15 +1,18 @@
-"""The registry of distillation methods (``augrl distill --method NAME``) and what they share.
+"""Distillation trainers: the methods that train a student (and often a teacher) their own way,
+and what they share.
 
-A method is a function ``run(ctx: DistillContext) -> MethodResult``: it gets the prepared task
+A trainer is a function ``run(ctx: DistillContext) -> MethodResult``: it gets the prepared task
 and the run config, trains a student however it likes (usually through
 :class:`~augrl.kd.Distiller` and :func:`augrl.training.fit` / :func:`~augrl.training.train_loop`)
-and returns the student. :func:`augrl.pipelines.run_distill` does the rest the same way for
-every method: test evaluation, saving, and the result record.
+and returns the student. Every trainer is a row of the one method registry
+(:mod:`augrl.methods`, ``config={"method": name}``), so ``augrl distill --method NAME`` and
+``augrl bench --methods NAME`` run it the same way; the registry does the rest for every row:
+test evaluation, saving and the result record. Plain KD (``kd``) is the registry's own row
+(:func:`augrl.augmented.distil_on`, the same code as every augmented row's student).
 
-Built-in methods (each in its own module, loaded on first use):
+Built-in trainers (each in its own module, loaded on first use):
 
 ========================  =================================================================
-``kd``                    offline KD from cached teacher outputs (:mod:`augrl.kd.offline`)
 ``multi_teacher``         averaged / weighted soft targets of several teachers
 ``cotrain_isolated``      teacher and student trained together, no student gradient reaches the teacher
 ``cotrain_shared_grad``   as above, the student's soft-label loss also updates the teacher
@@ -40,17 +43,17 @@ from augrl.errors import ConfigError
 from augrl.kd.cache import TeacherCache
 from augrl.kd.distiller import Distiller
 from augrl.kd.outputs import Needs
-from augrl.pipelines import Prepared, RunConfig, _stage, build_configured_student, build_distiller
+from augrl.pipelines import Prepared, RunConfig, build_configured_student, build_distiller, stage_summary
 from augrl.runtime import seed_everything
 from augrl.training import FitResult, TrainConfig, evaluate, fit, total_steps
 
-_BUILTIN_MODULES = ("augrl.kd.offline", "augrl.kd.multi_teacher", "augrl.kd.cotrain", "augrl.kd.newsbert",
+_BUILTIN_MODULES = ("augrl.kd.multi_teacher", "augrl.kd.cotrain", "augrl.kd.newsbert",
                     "augrl.kd.rco", "augrl.kd.metakd")
 
 
 @dataclass
 class MethodResult:
-    """What a method hands back to :func:`augrl.pipelines.run_distill`.
+    """What a trainer hands back to its row in :mod:`augrl.methods`.
 
     Attributes:
         student: the trained student (holding its selected weights).
@@ -184,7 +187,7 @@ class DistillContext:
         return self.cfg.kd_loss_params()
 
     def record_stage(self, name: str, result: FitResult) -> None:
-        self.stages[name] = _stage(result)
+        self.stages[name] = stage_summary(result)
 
     # ------------------------------------------------------------------ models
 
