@@ -31,7 +31,8 @@ from tqdm.auto import tqdm
 from augrl.augmented import distil_on
 from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
-from augrl.results import provenance
+from augrl.methods import build_record
+from augrl.pipelines import stage_summary
 from augrl.selector import ReinforceSelector, SelectorConfig
 from augrl.training import evaluate
 
@@ -205,14 +206,12 @@ def run_l2a(env_cfg, cfg: L2AConfig, out_dir: str | Path | None = None, progress
     test = evaluate(student.student, data.test, data.task.spec, data.device)
     spec = data.task.spec
     method = cfg.variant()
-    record = {
-        "command": "l2a",
-        "task": spec.name,
-        "method": method,
-        "seed": env_cfg.seed,
-        "shots": env_cfg.shots,
-        "metrics": {"test": test, "val": student.fit.best_val},
-        "params": {"teacher": models.count_parameters(teacher), "student": models.count_parameters(student.student)},
+    record = build_record(
+        "l2a", method, run, data, test, student.fit.best_val,
+        {"teacher": models.count_parameters(teacher), "student": models.count_parameters(student.student)},
+        time.perf_counter() - start, {"student": stage_summary(student.fit)},
+        config={"env": env_cfg.to_dict(), "l2a": cfg.to_dict(), "final_student": train.to_dict()})
+    record.update({
         "selection": {"kept": len(kept), "pool": len(world.pool), "kept_fraction": len(kept) / max(1, len(world.pool)),
                       "train_size": student.train_size},
         "episodes": episodes,
@@ -220,12 +219,7 @@ def run_l2a(env_cfg, cfg: L2AConfig, out_dir: str | Path | None = None, progress
         "pool": world.pool.meta,
         "objective": student.distiller.objective,
         "teacher": {"val": teacher_info.get("val"), "cached": teacher_info.get("cached"), "seconds": round(teacher_seconds, 2)},
-        "wall_time_s": round(time.perf_counter() - start, 2),
-        "config": {"env": env_cfg.to_dict(), "l2a": cfg.to_dict(), "final_student": train.to_dict()},
-        "split": data.task.meta,
-        "device": str(data.device),
-        **provenance(),
-    }
+    })
     if out_dir is not None:
         run_dir = Path(out_dir) / f"{method}-seed{env_cfg.seed}"
         if selector is not None:

@@ -540,10 +540,12 @@ def _register_trainer(name: str) -> None:
 
 
 def build_record(command: str, method: str, cfg: RunConfig, data: Prepared, test: dict | None, val: dict,
-                 params: dict, seconds: float, stages: dict) -> dict:
+                 params: dict, seconds: float, stages: dict, config: dict | None = None) -> dict:
     """The fields every result record starts with: the command, task, method, seed, metrics
     (``test`` only when the model was tested), parameter counts, wall time, per-stage
-    summaries, the full config, the split record, the device and provenance."""
+    summaries, the full config (``config``: the sections of a command that has more than a
+    ``RunConfig``, e.g. ``augrl l2a``'s env, l2a and final-student settings), the split record,
+    the device and provenance."""
     return {
         "command": command,
         "task": data.task.spec.name,
@@ -554,7 +556,7 @@ def build_record(command: str, method: str, cfg: RunConfig, data: Prepared, test
         "params": params,
         "wall_time_s": round(seconds, 2),
         "stages": stages,
-        "config": cfg.to_dict(),
+        "config": cfg.to_dict() if config is None else config,
         "split": data.task.meta,
         "device": str(data.device),
         **provenance(),

@@ -28,7 +28,7 @@ from augrl.augmented import distil_on
 from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
 from augrl.fileio import write_file_atomically
-from augrl.results import provenance
+from augrl.methods import build_record
 from augrl.training import evaluate
 
 ALGOS = {"ppo": "batch", "a2c": "batch", "dqn": "sample"}
@@ -216,25 +216,18 @@ def train_policy(env_config, cfg: PolicyConfig, out_dir: str | Path | None = Non
     kept = kept_by_policy(agent, world, decision, seed=env_config.seed)
     evaluation = evaluate_selection(world, kept, cfg, env_config.seed, progress)
     spec = world.data.task.spec
-    record = {
-        "command": "train-policy",
-        "task": spec.name,
-        "method": f"kd+{cfg.algo}",
-        "seed": env_config.seed,
-        "shots": env_config.shots,
-        "metrics": {"test": evaluation["policy"]["test"], "val": evaluation["policy"]["val"]},
+    record = build_record("train-policy", f"kd+{cfg.algo}", env_config.run_config(), world.data,
+                          evaluation["policy"]["test"], evaluation["policy"]["val"], {},
+                          time.perf_counter() - start, {},
+                          config={"env": env_config.to_dict(), "policy": cfg.to_dict()})
+    record.update({
         "evaluation": evaluation,
         "training": {"env_steps": int(agent.num_timesteps), "episodes": log.episodes,
                      "seconds": round(train_seconds, 2)},
         "pool": world.pool.meta,
         "teacher": {k: world.teacher_info.get(k) for k in ("val", "cached", "dir")},
         "world_timings": world.timings,
-        "wall_time_s": round(time.perf_counter() - start, 2),
-        "config": {"env": env_config.to_dict(), "policy": cfg.to_dict()},
-        "split": world.data.task.meta,
-        "device": str(world.data.device),
-        **provenance(),
-    }
+    })
     if run_dir is not None:
         run_dir.mkdir(parents=True, exist_ok=True)
         # written beside its place and renamed: a full disk leaves no cut-off policy.zip (DiskFullError)
