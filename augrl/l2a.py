@@ -183,17 +183,14 @@ def run_l2a(env_cfg, cfg: L2AConfig, out_dir: str | Path | None = None, progress
     """Run L2A (module docstring) and return the result record."""
     from augrl import baselines, models
     from augrl.pipelines import prepare
-    from augrl.teachers import fine_tuned_teacher
+    from augrl.teachers import obtain_teacher
 
     start = time.perf_counter()
     data = prepare(env_cfg.run_config())
     env_cfg = l2a_env_config(env_cfg, cfg, len(data.train))
     run = env_cfg.run_config()
     teacher_start = time.perf_counter()
-    if env_cfg.teacher_dir:
-        teacher, teacher_info = models.load_model(env_cfg.teacher_dir).to(data.device), {"dir": env_cfg.teacher_dir}
-    else:
-        teacher, teacher_info = fine_tuned_teacher(run, data, progress=progress)
+    teacher, teacher_info = obtain_teacher(run, data, env_cfg.teacher_dir, progress=progress)
     teacher_seconds = time.perf_counter() - teacher_start
     generator = baselines.get("l2a", **env_cfg.augmenter_params)
     generator.fit(data.task)
