@@ -8,6 +8,12 @@ All classifiers take ``input_ids`` (B, L), ``attention_mask`` (B, L) and optiona
 ``token_type_ids`` (B, L), and return an object whose ``logits`` are (B, num_labels)
 (regression: (B, 1)).
 
+**Families.** Teachers and students may be any encoder with a Hugging Face ``AutoModel``
+(BERT/MiniLM, MPNet, RoBERTa, DeBERTa...): :func:`build_teacher` puts a mean-pooled head on it
+(:class:`MeanPoolClassifier`), :func:`build_student` keeps some of its layers. A student whose
+tokenizer has another vocabulary than the teacher's reads its own ids: see
+:class:`TokenizerPair`, :class:`TokenView` and :func:`model_inputs`.
+
 **Hub names without a network.** A name that is neither a local folder nor ``minilm`` is a
 hub name: when the hub cannot be reached (``HF_HUB_OFFLINE=1``, or one TCP connection to the
 hub's endpoint fails within :data:`HUB_TIMEOUT_S`), a model already in the Hugging Face cache
@@ -23,11 +29,14 @@ failed save leaves no half-written model that looks valid; a full disk raises
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import os
 import pickle
 import socket
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -36,7 +45,7 @@ from urllib.parse import urlparse
 import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
-from transformers import BertForSequenceClassification
+from transformers import PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from augrl.errors import ConfigError, DiskFullError
@@ -213,6 +222,280 @@ def load_tokenizer(name_or_path: str | Path = DEFAULT_MODEL):
         return AutoTokenizer.from_pretrained(path)
 
 
+# ----------------------------------------------------------------------------- two tokenizers
+#
+# A student of another family than its teacher (a 2-layer MiniLM student of an MPNet teacher)
+# reads its own tokenizer's ids: MPNet and BERT share their uncased WordPiece pieces but not
+# their ids (MPNet's vocabulary starts with <s> <pad> </s> <unk>) nor their special tokens
+# (<s> a </s></s> b </s> against [CLS] a [SEP] b [SEP]). The run's tokenizer is then a
+# TokenizerPair; an Encoded keeps the teacher's ids as its own and the student's as a TokenView
+# keyed by the student's vocabulary fingerprint; a batch carries the view under keys
+# "input_ids@<vocab>", ...; and every model reads the ids of its own vocabulary
+# (model_inputs, by config.augrl_vocab). With one tokenizer nothing of this exists.
+
+#: separates a batch key from the vocabulary of the tokenisation it holds (``input_ids@1a2b3c4d5e6f``)
+VIEW_SEP = "@"
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spm.model",
+                    "sentencepiece.bpe.model")
+
+
+def vocab_fingerprint(tokenizer) -> str:
+    """12 hex digits naming a tokenizer's id space: its vocabulary (piece -> id) and special tokens.
+
+    Tokenizers with one fingerprint give every piece the same id, so a model reads either's
+    ids (MiniLM's tokenizer and the copy saved beside a MiniLM student); MPNet's and BERT's
+    differ although their pieces are the same.
+    """
+    special = sorted((str(k), str(v)) for k, v in tokenizer.special_tokens_map.items())
+    text = json.dumps([sorted(tokenizer.get_vocab().items()), special], ensure_ascii=False)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+@lru_cache(maxsize=64)
+def _cached_folder_vocab(path: str, _stamp: int) -> str:
+    from transformers import AutoTokenizer
+
+    with loading(path):
+        return vocab_fingerprint(AutoTokenizer.from_pretrained(path))
+
+
+def folder_vocab(path: str | Path) -> str | None:
+    """:func:`vocab_fingerprint` of the tokenizer of a resolved model folder or hub name; None
+    when the folder holds no tokenizer files or the hub has no tokenizer for the name."""
+    folder = Path(path)
+    if folder.is_dir():
+        if not any((folder / name).is_file() for name in _TOKENIZER_FILES):
+            return None
+        return _cached_folder_vocab(str(folder.resolve()), folder.stat().st_mtime_ns)
+    try:
+        return _cached_folder_vocab(str(path), 0)
+    except ConfigError:
+        return None
+
+
+def model_vocab(model) -> str | None:
+    """The fingerprint of the vocabulary ``model`` reads (``config.augrl_vocab``, recorded by
+    :func:`build_teacher` and saved with the model); None for BiLSTM/TextCNN students and models
+    built elsewhere, which read a batch's plain ids."""
+    config = getattr(model, "config", None)
+    return None if config is None or isinstance(config, dict) else getattr(config, "augrl_vocab", None)
+
+
+def view_key(name: str, vocab: str) -> str:
+    """The batch key of ``name`` (``input_ids``...) in the tokenisation of vocabulary ``vocab``."""
+    return f"{name}{VIEW_SEP}{vocab}"
+
+
+def model_inputs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """What ``model``'s forward reads of a batch, in ``model``'s own vocabulary.
+
+    ``input_ids`` and ``attention_mask`` (B, L), and ``token_type_ids`` (B, L) when the model's
+    forward takes them (MPNet's does not). A batch that carries a second tokenisation (keys
+    ``input_ids@V``, see :class:`TokenView`) gives it to a model of vocabulary V
+    (:func:`model_vocab`); every other model, and every batch of one tokenizer, reads the plain
+    keys.
+    """
+    vocab = model_vocab(model)
+    suffix = f"{VIEW_SEP}{vocab}" if vocab is not None and view_key("input_ids", vocab) in batch else ""
+    inputs = {"input_ids": batch["input_ids" + suffix], "attention_mask": batch["attention_mask" + suffix]}
+    types = batch.get("token_type_ids" + suffix)
+    if types is not None and _forward_takes(type(model), "token_type_ids"):
+        inputs["token_type_ids"] = types
+    return inputs
+
+
+@dataclass
+class TokenView:
+    """The examples of an :class:`~augrl.batching.Encoded` in a second tokenizer's ids (a student
+    of another family than the teacher), aligned with the Encoded's own (teacher's) tokens.
+
+    Attributes:
+        input_ids: N lists of the second tokenizer's ids.
+        token_type_ids: N lists of its segment ids (pairs), or None.
+        pad_id: its padding id.
+        positions: per example, for each of its tokens the position of the same piece among the
+            teacher's tokens (-1: none, e.g. MPNet's second ``</s>`` of a pair, or pieces that
+            truncation kept on one side only); None where the two tokenisations cannot be
+            aligned (:func:`align_pieces`).
+        problems: per example None, or, where ``positions`` is None, the text and its two
+            tokenisations (for the error that refuses token-level losses on it).
+    """
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    pad_id: int
+    positions: list[list[int] | None]
+    problems: list[str | None]
+
+    def subset(self, idx: Sequence[int]) -> "TokenView":
+        def pick(seq):
+            return None if seq is None else [seq[i] for i in idx]
+
+        return TokenView(pick(self.input_ids), pick(self.token_type_ids), self.pad_id, pick(self.positions),
+                         pick(self.problems))
+
+    @classmethod
+    def concat(cls, parts: "Sequence[TokenView]") -> "TokenView":
+        """The examples of ``parts`` one after another (one tokenizer: one pad id)."""
+        if len({p.pad_id for p in parts}) > 1:
+            raise ValueError("cannot concatenate token views with different pad ids")
+        types = None
+        if any(p.token_type_ids is not None for p in parts):
+            types = [t for p in parts for t in (p.token_type_ids or [[0] * len(ids) for ids in p.input_ids])]
+        return cls([ids for p in parts for ids in p.input_ids], types, parts[0].pad_id,
+                   [x for p in parts for x in p.positions], [x for p in parts for x in p.problems])
+
+    def batch(self, idx: Sequence[int], vocab: str) -> dict[str, torch.Tensor]:
+        """The given examples padded to their longest, under the keys of vocabulary ``vocab``:
+        ``input_ids@V``, ``attention_mask@V``, ``token_type_ids@V`` (B, L_V) and ``positions@V``
+        (B, L_V): each token's position among the teacher's tokens, -1 for padding, for tokens
+        without a counterpart, and on every token of an example that cannot be aligned."""
+        length = max(len(self.input_ids[i]) for i in idx)
+        ids = torch.full((len(idx), length), self.pad_id, dtype=torch.long)
+        types = torch.zeros((len(idx), length), dtype=torch.long)
+        mask = torch.zeros((len(idx), length), dtype=torch.long)
+        positions = torch.full((len(idx), length), -1, dtype=torch.long)
+        for row, i in enumerate(idx):
+            n = len(self.input_ids[i])
+            ids[row, :n] = torch.tensor(self.input_ids[i])
+            mask[row, :n] = 1
+            if self.token_type_ids is not None:
+                types[row, :n] = torch.tensor(self.token_type_ids[i])
+            if self.positions[i] is not None:
+                positions[row, :n] = torch.tensor(self.positions[i])
+        return {view_key("input_ids", vocab): ids, view_key("attention_mask", vocab): mask,
+                view_key("token_type_ids", vocab): types, view_key("positions", vocab): positions}
+
+
+def _runs(special: Sequence[bool]) -> tuple[list[list[int]], list[list[int]]]:
+    """The positions of each run of non-special tokens (a text; each text of a pair), and of the
+    special tokens in each gap: gap g comes before run g, the last gap after the last run."""
+    runs: list[list[int]] = []
+    gaps: list[list[int]] = [[]]
+    current: list[int] = []
+    for i, is_special in enumerate(special):
+        if not is_special:
+            current.append(i)
+            continue
+        if current:
+            runs.append(current)
+            gaps.append([])
+            current = []
+        gaps[-1].append(i)
+    if current:
+        runs.append(current)
+        gaps.append([])
+    return runs, gaps
+
+
+def align_pieces(teacher_tokens: Sequence[str], teacher_special: Sequence[bool], student_tokens: Sequence[str],
+                 student_special: Sequence[bool], truncated: bool = False) -> list[int] | None:
+    """For each student token, the position of the same piece among the teacher's (-1: none),
+    or None when the two tokenisations of a text cannot be aligned.
+
+    The non-special pieces must be the same strings, run by run (the runs between special
+    tokens: the text, or each text of a pair). Only when ``truncated`` (either side reached its
+    maximum length) may a run end sooner on one side; the pieces past the shorter run get -1.
+    Special tokens match by order within the same gap between runs: ``[CLS]`` <-> ``<s>``, a
+    pair's middle ``[SEP]`` <-> the first of ``</s></s>`` (the second has no counterpart),
+    ``[UNK]`` <-> ``<unk>`` inside a text.
+    """
+    t_runs, t_gaps = _runs(teacher_special)
+    s_runs, s_gaps = _runs(student_special)
+    if len(t_runs) != len(s_runs):
+        return None
+    out = [-1] * len(student_tokens)
+    for t_run, s_run in zip(t_runs, s_runs):
+        m = min(len(t_run), len(s_run))
+        if len(t_run) != len(s_run) and not truncated:
+            return None
+        if [teacher_tokens[i] for i in t_run[:m]] != [student_tokens[i] for i in s_run[:m]]:
+            return None
+        for t, s in zip(t_run[:m], s_run[:m]):
+            out[s] = t
+    for t_gap, s_gap in zip(t_gaps, s_gaps):
+        for t, s in zip(t_gap, s_gap):
+            out[s] = t
+    return out
+
+
+def _shown(tokens: Sequence[str], limit: int = 40) -> str:
+    head = " ".join(tokens[:limit])
+    return f"[{head}{f' ... ({len(tokens)} pieces)' if len(tokens) > limit else ''}]"
+
+
+class TokenizerPair:
+    """The teacher's tokenizer together with a student's of another vocabulary (another family).
+
+    It stands where a run's one tokenizer stands (``Prepared.tokenizer``): calling it,
+    ``pad_token_id`` and ``model_max_length`` are the teacher's, so every encoding's own ids
+    stay the teacher's; :func:`augrl.batching.encode` adds the student's tokenisation as a
+    :class:`TokenView` (:meth:`views`), and :func:`save_model` saves the tokenizer of the model
+    it saves (:meth:`for_model`). Build it with :func:`load_tokenizers`.
+    """
+
+    def __init__(self, teacher, student) -> None:
+        self.teacher = teacher
+        self.student = student
+        self.teacher_vocab = vocab_fingerprint(teacher)
+        self.student_vocab = vocab_fingerprint(student)
+        if self.teacher_vocab == self.student_vocab:
+            raise ValueError("the two tokenizers share one vocabulary: use the teacher's alone")
+        self._teacher_special = frozenset(teacher.all_special_ids)
+        self._student_special = frozenset(student.all_special_ids)
+
+    def __call__(self, *args, **kwargs):
+        return self.teacher(*args, **kwargs)
+
+    @property
+    def pad_token_id(self) -> int | None:
+        return self.teacher.pad_token_id
+
+    @property
+    def model_max_length(self) -> int:
+        return self.teacher.model_max_length
+
+    def for_model(self, model):
+        """The tokenizer whose ids ``model`` reads: the student's for a model of its vocabulary."""
+        return self.student if model_vocab(model) == self.student_vocab else self.teacher
+
+    def views(self, fields: Sequence[Sequence[str]], teacher_ids: Sequence[Sequence[int]],
+              max_length: int) -> dict[str, TokenView]:
+        """The student's tokenisation of the text columns ``fields`` (one, or two for pairs)
+        that the teacher's tokenizer turned into ``teacher_ids`` (truncated to ``max_length``),
+        as ``{student_vocab: TokenView}``, aligned piece by piece (:func:`align_pieces`)."""
+        s_max = min(max_length, getattr(self.student, "model_max_length", max_length) or max_length)
+        enc = self.student(*fields, truncation=True, max_length=s_max)
+        positions: list[list[int] | None] = []
+        problems: list[str | None] = []
+        for i, (t_ids, s_ids) in enumerate(zip(teacher_ids, enc["input_ids"])):
+            t_tokens = self.teacher.convert_ids_to_tokens(t_ids)
+            s_tokens = self.student.convert_ids_to_tokens(s_ids)
+            truncated = len(t_ids) >= max_length or len(s_ids) >= s_max
+            aligned = align_pieces(t_tokens, [t in self._teacher_special for t in t_ids], s_tokens,
+                                   [s in self._student_special for s in s_ids], truncated)
+            positions.append(aligned)
+            text = fields[0][i] if len(fields) == 1 else tuple(f[i] for f in fields)
+            problems.append(None if aligned is not None else
+                            f"{text!r}: the teacher's tokenizer gives {_shown(t_tokens)}, the student's "
+                            f"{_shown(s_tokens)}")
+        types = enc.get("token_type_ids") if len(fields) > 1 else None
+        pad = self.student.pad_token_id or 0
+        return {self.student_vocab: TokenView(enc["input_ids"], types, pad, positions, problems)}
+
+
+def load_tokenizers(teacher: str | Path = DEFAULT_MODEL, student: str | Path | None = None):
+    """The tokenizer of a run: the teacher's, or a :class:`TokenizerPair` when ``student`` (the
+    encoder a transformer student is made from) has a tokenizer of another vocabulary."""
+    tokenizer = load_tokenizer(teacher)
+    if student is None or str(student) == str(teacher):
+        return tokenizer
+    other = load_tokenizer(student)
+    if vocab_fingerprint(other) == vocab_fingerprint(tokenizer):
+        return tokenizer
+    return TokenizerPair(tokenizer, other)
+
+
 def _attn_kwargs(attentions: bool) -> dict:
     # transformers 5.x returns no attention maps under the default sdpa kernels
     return {"attn_implementation": "eager"} if attentions else {}
@@ -226,44 +509,135 @@ def masked_mean(hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     return (hidden * m).sum(1) / m.sum(1).clamp(min=1.0)
 
 
-class BertMeanPoolClassifier(BertForSequenceClassification):
-    """BERT with a head on the attention-masked mean of the last hidden states.
+@lru_cache(maxsize=None)
+def _forward_takes(cls: type, name: str) -> bool:
+    """Whether ``cls.forward`` names the parameter ``name`` (MPNet takes no ``token_type_ids``)."""
+    return name in inspect.signature(cls.forward).parameters
 
-    Sentence-transformer encoders such as all-MiniLM-L6-v2 were trained with mean pooling, so
-    their ``[CLS]`` state carries little; the pooler weights stay in the checkpoint (unused),
-    so the files load both ways. The choice is stored as ``config.augrl_pooling = "mean"``.
 
-    Shapes: ``input_ids`` (B, L) -> ``logits`` (B, num_labels); ``hidden_states`` and
-    ``attentions`` pass through from the encoder when requested.
+def _head_dropout(config) -> float:
+    for name in ("classifier_dropout", "hidden_dropout_prob", "dropout"):
+        value = getattr(config, name, None)
+        if isinstance(value, (int, float)):
+            return float(value)
+    return 0.1
+
+
+class MeanPoolClassifier:
+    """A classification (or regression, ``num_labels=1``) head on the attention-masked mean of an
+    encoder's last hidden states, for any family with a Hugging Face ``AutoModel`` encoder.
+
+    Sentence-transformer encoders (all-MiniLM-L6-v2, all-mpnet-base-v2) were trained with mean
+    pooling, so their ``[CLS]``/``<s>`` state carries little. This is a mixin: the class of a
+    family is :func:`mean_pool_class` (``BertMeanPoolClassifier``, ``MPNetMeanPoolClassifier``,
+    ``RobertaMeanPoolClassifier``, ``DebertaV2MeanPoolClassifier``...), a subclass of the family's
+    own ``PreTrainedModel`` whose encoder sits under the family's prefix (``bert``, ``mpnet``...),
+    exactly where the family's own heads keep it. So ``from_pretrained`` loads any checkpoint of
+    the family (a bare encoder, or one with a head), ``save_pretrained`` writes the family's
+    layout plus ``dropout``/``classifier``, and a pooler in the checkpoint stays there, unused (a
+    BERT folder loads both ways). The choice is stored as ``config.augrl_pooling = "mean"``;
+    :func:`load_model` reads it back.
+
+    Shapes: ``input_ids``, ``attention_mask``, ``token_type_ids`` (B, L) (token types are passed
+    only to encoders that take them) -> ``logits`` (B, num_labels); ``hidden_states`` and
+    ``attentions`` pass through from the encoder when requested; with ``labels`` (B,) the
+    output carries the cross-entropy (regression: squared error) ``loss``.
     """
+
+    _encoder_class: type
+
+    def __init__(self, config, *args, **kwargs) -> None:
+        super().__init__(config, *args, **kwargs)
+        setattr(self, self.base_model_prefix, self._encoder_class(config))
+        self.num_labels = config.num_labels
+        self.dropout = nn.Dropout(_head_dropout(config))
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels)
+        self.post_init()
 
     def forward(self, input_ids=None, attention_mask=None, token_type_ids=None, output_hidden_states=None,
                 output_attentions=None, labels=None, **kwargs) -> SequenceClassifierOutput:
-        extra = {}
+        encoder = self.base_model
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None and _forward_takes(type(encoder), "token_type_ids"):
+            inputs["token_type_ids"] = token_type_ids
         if output_hidden_states:
-            extra["output_hidden_states"] = True
+            inputs["output_hidden_states"] = True
         if output_attentions:
-            extra["output_attentions"] = True
-        out = self.bert(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids, **extra)
+            inputs["output_attentions"] = True
+        out = encoder(**inputs, return_dict=True)
         pooled = masked_mean(out.last_hidden_state, attention_mask)  # (B, H)
         logits = self.classifier(self.dropout(pooled))
-        return SequenceClassifierOutput(logits=logits, hidden_states=getattr(out, "hidden_states", None),
+        loss = None
+        if labels is not None:
+            loss = (nn.functional.mse_loss(logits.squeeze(-1), labels.to(logits.dtype)) if self.num_labels == 1
+                    else nn.functional.cross_entropy(logits, labels.long()))
+        return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=getattr(out, "hidden_states", None),
                                         attentions=getattr(out, "attentions", None))
 
+
+def _encoder_classes() -> dict[str, str]:
+    """model_type -> class name of its ``AutoModel`` encoder (``"mpnet": "MPNetModel"``)."""
+    from transformers.models.auto.modeling_auto import MODEL_MAPPING_NAMES
+
+    return {k: v for k, v in MODEL_MAPPING_NAMES.items() if isinstance(v, str)}
+
+
+@lru_cache(maxsize=None)
+def mean_pool_class(model_type: str) -> type:
+    """The :class:`MeanPoolClassifier` of a family (``config.model_type``: ``bert``, ``mpnet``,
+    ``roberta``, ``deberta-v2``...), built once and kept in this module under its name
+    (``MPNetMeanPoolClassifier``), so that its models pickle and deep-copy like any class's."""
+    from transformers import AutoModel
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if model_type not in _encoder_classes():
+        raise ConfigError(f"mean pooling needs a Hugging Face AutoModel encoder; model type {model_type!r} has none. "
+                          "Use pooling='cls' (the model's own sequence-classification head)")
+    encoder = AutoModel._model_mapping[CONFIG_MAPPING[model_type]]
+    family = next(c for c in encoder.__mro__[1:] if issubclass(c, PreTrainedModel))
+    name = f"{encoder.__name__.removesuffix('Model')}MeanPoolClassifier"
+    cls = type(name, (MeanPoolClassifier, family), {
+        "_encoder_class": encoder, "__module__": __name__,
+        "__doc__": f"{encoder.__name__} with a head on the masked mean of its last hidden states "
+                   "(see :class:`augrl.models.MeanPoolClassifier`)."})
+    cls.__qualname__ = name
+    globals()[name] = cls
+    return cls
+
+
+def __getattr__(name: str):
+    """``augrl.models.MPNetMeanPoolClassifier`` and the other families' classes, built on first
+    use (so a pickled model loads in a fresh process)."""
+    if name.endswith("MeanPoolClassifier") and name != "MeanPoolClassifier":
+        wanted = name.removesuffix("MeanPoolClassifier") + "Model"
+        for model_type, encoder in _encoder_classes().items():
+            if encoder == wanted:
+                return mean_pool_class(model_type)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+#: all-MiniLM-L6-v2's class; folders saved by earlier versions (``BertMeanPoolClassifier``) load as it
+BertMeanPoolClassifier = mean_pool_class("bert")
 
 POOLINGS = ("auto", "mean", "cls")
 
 
 def build_teacher(num_labels: int, name_or_path: str | Path = DEFAULT_MODEL, attentions: bool = False,
                   pooling: str = "auto"):
-    """A pre-trained encoder with a fresh classification (or regression, ``num_labels=1``) head.
+    """A pre-trained encoder of any family with a fresh classification (or regression,
+    ``num_labels=1``) head.
 
     Args:
         num_labels: classes, or 1 for regression.
         name_or_path: ``minilm`` (default, offline), a hub name, or a local folder.
         attentions: load with eager attention so ``output_attentions=True`` returns maps.
-        pooling: ``mean`` (:class:`BertMeanPoolClassifier`, BERT-family encoders), ``cls``
-            (the model's own ``[CLS]``/pooler head), or ``auto``: ``mean`` for BERT models.
+        pooling: ``mean`` (:class:`MeanPoolClassifier`: BERT, MPNet, RoBERTa, DeBERTa, any
+            family with an ``AutoModel`` encoder), ``cls`` (the model's own
+            ``AutoModelForSequenceClassification`` head on ``[CLS]``/``<s>``), or ``auto``:
+            ``mean`` wherever the family has an ``AutoModel`` encoder, else ``cls``.
+
+    The model records the vocabulary it reads as ``config.augrl_vocab``
+    (:func:`vocab_fingerprint` of the tokenizer saved with it; see :func:`model_inputs`).
     """
     from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -275,15 +649,16 @@ def build_teacher(num_labels: int, name_or_path: str | Path = DEFAULT_MODEL, att
                   problem_type="regression" if num_labels == 1 else "single_label_classification",
                   **_attn_kwargs(attentions))
     with loading(name_or_path):
-        if pooling != "cls":
-            model_type = AutoConfig.from_pretrained(path).model_type
-            if model_type == "bert":
-                model = BertMeanPoolClassifier.from_pretrained(path, **kwargs)
-                model.config.augrl_pooling = "mean"
-                return model
-            if pooling == "mean":
-                raise ConfigError(f"mean pooling is implemented for BERT models, not {model_type!r}; use pooling='cls'")
-        return AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        model_type = AutoConfig.from_pretrained(path).model_type
+        if pooling == "mean" or (pooling == "auto" and model_type in _encoder_classes()):
+            model = mean_pool_class(model_type).from_pretrained(path, **kwargs)
+            model.config.augrl_pooling = "mean"
+        else:
+            model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+        vocab = folder_vocab(path)
+    if vocab is not None:
+        model.config.augrl_vocab = vocab
+    return model
 
 
 def encoder_layers(model) -> nn.ModuleList:
@@ -537,13 +912,16 @@ def load_torch(path: str | Path, map_location: str | torch.device = "cpu"):
 
 
 def save_model(model, directory: str | Path, tokenizer=None) -> Path:
-    """Save weights and config (and the tokenizer, making the folder self-contained).
+    """Save weights and config (and the tokenizer, making the folder self-contained; of a
+    :class:`TokenizerPair`, the one whose ids ``model`` reads).
 
     The files are written into a temporary folder beside ``directory`` and moved into place
     when complete (:func:`staged_folder`): a failed save leaves no half-written model, and a
     full disk raises :class:`~augrl.errors.DiskFullError` naming the folder.
     """
     directory = Path(directory)
+    if isinstance(tokenizer, TokenizerPair):
+        tokenizer = tokenizer.for_model(model)
     with staged_folder(directory) as staged:
         model.save_pretrained(staged)
         if tokenizer is not None:
@@ -562,8 +940,9 @@ def load_model(directory: str | Path, attentions: bool = False):
         config = json.loads(config_file.read_text()) if config_file.is_file() else {}
         if config.get("augrl_arch") in _SMALL_STUDENTS:
             return _SMALL_STUDENTS[config["augrl_arch"]].from_pretrained(directory)
-        if config.get("augrl_pooling") == "mean":
-            return BertMeanPoolClassifier.from_pretrained(directory, **_attn_kwargs(attentions))
+        if config.get("augrl_pooling") == "mean":  # any family; folders of earlier versions hold BERT
+            cls = mean_pool_class(config.get("model_type", "bert"))
+            return cls.from_pretrained(directory, **_attn_kwargs(attentions))
         return AutoModelForSequenceClassification.from_pretrained(directory, **_attn_kwargs(attentions))
 
 

@@ -10,10 +10,21 @@ Where the learned loss modules live: in :attr:`Distiller.modules` (an ``nn.Modul
 by loss name), outside the student, so the student's checkpoint stays a plain Hugging Face
 model. They are in the same optimiser as the student and are saved beside it by
 :meth:`Distiller.save_modules` (``kd_modules.pt``; the pipelines do this next to the student).
+
+**Teacher and student of different families.** Before training, the distiller refuses what
+cannot work, naming the loss: attention losses on a family whose attention is not recomputed
+(DeBERTa), sizes a loss cannot bridge (per-head losses with different head counts, PKD with
+different widths; hidden_mse's projection W bridges widths, e.g. 384 -> 768). A student of
+another tokenizer reads its own ids (:func:`augrl.models.model_inputs`); logit losses work
+for any pair, and for losses that read teacher layers the teacher's outputs are moved to the
+student's tokens (:func:`~augrl.kd.outputs.to_student_tokens`), which needs the two
+tokenisations to split each text into the same pieces: :meth:`Distiller.check_tokens` says
+before training when they do not, with an example.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -23,9 +34,13 @@ from torch import nn
 from augrl.errors import ConfigError
 from augrl.kd.cache import TeacherCache
 from augrl.kd.layer_map import LayerMap
-from augrl.kd.losses import LossEntry, get_loss, validate_objective
-from augrl.kd.outputs import KINDS, Needs, Outputs, model_outputs
-from augrl.models import hidden_size, layer_count, load_torch, save_torch
+from augrl.kd.losses import LossEntry, ModelSizes, get_loss, validate_objective
+from augrl.kd.outputs import (KINDS, SUPPORTED, Needs, Outputs, attention_refusal, misaligned_rows, model_family,
+                              model_outputs, to_student_tokens)
+from augrl.models import hidden_size, layer_count, load_torch, model_vocab, save_torch, view_key
+
+#: output kinds read from a model's self-attention (refused for families it is not recomputed for)
+ATTENTION_KINDS = frozenset({"attentions", "attention_scores", "values"})
 
 TeacherLike = "Outputs | TeacherCache | nn.Module | None"
 
@@ -45,6 +60,25 @@ def make_optimizer(params: Iterable[nn.Parameter], lr: float, weight_decay: floa
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+
+
+def _sizes(model) -> ModelSizes:
+    """The family, hidden width and head count of a transformer (None where it has none)."""
+    config = getattr(model, "config", None)
+    if config is None or isinstance(config, dict):
+        return ModelSizes()
+    return ModelSizes(model_family(model), hidden_size(model), getattr(config, "num_attention_heads", None))
+
+
+def _teacher_sizes(teacher, width: int | None) -> ModelSizes:
+    """The teacher's sizes: from the model, or from what its cache recorded."""
+    if isinstance(teacher, TeacherCache):
+        sizes = ModelSizes(None, teacher.hidden_size, teacher.heads)
+    elif isinstance(teacher, nn.Module):
+        sizes = _sizes(teacher)
+    else:
+        sizes = ModelSizes()
+    return replace(sizes, hidden=width or sizes.hidden)
 
 
 class Distiller:
@@ -91,6 +125,9 @@ class Distiller:
             teacher_hidden_size = teacher_hidden_size or hidden_size(teacher)
         self.layer_map: LayerMap | None = None
         self._teacher_needs = self._student_needs = Needs()
+        self._token_level: list[str] = []  # losses that compare teacher and student layers token by token
+        self._student_vocab = model_vocab(student)
+        self._teacher_vocab = model_vocab(teacher) if isinstance(teacher, nn.Module) else None
         layered = [n for n, e in self.entries.items() if e.needs]
         if layered:
             student_layers = layer_count(student)
@@ -105,6 +142,10 @@ class Distiller:
                 pairs = self.entries[name].layer_pairs(self.layer_map, **self.loss_params.get(name, {}))
                 self._teacher_needs |= Needs.of(**{k: [t for t, _ in v if t is not None] for k, v in pairs.items()})
                 self._student_needs |= Needs.of(**{k: [s for _, s in v] for k, v in pairs.items()})
+                if any(t is not None for v in pairs.values() for t, _ in v):
+                    self._token_level.append(name)
+            self._check_attention(student, teacher)
+        self._check_sizes(_sizes(student), _teacher_sizes(teacher, teacher_hidden_size))
         self.modules = nn.ModuleDict()
         student_width = hidden_size(student)
         for name, entry in self.entries.items():
@@ -118,6 +159,79 @@ class Distiller:
         self.extra_parameters = list(extra_parameters)
         self.optimizer, self.scheduler = make_optimizer(self.parameters(), lr, weight_decay, total_steps, warmup_ratio)
         self.steps = 0
+
+    # ------------------------------------------------------------------ checks before training
+
+    def _check_attention(self, student: nn.Module, teacher) -> None:
+        """ConfigError when a loss reads the self-attention of a model whose family's attention
+        is not recomputed (:func:`~augrl.kd.outputs.attention_refusal`)."""
+        for name, entry in self.entries.items():
+            if not entry.needs & ATTENTION_KINDS:
+                continue
+            for who, model in (("student", student), ("teacher", teacher)):
+                refusal = attention_refusal(model) if isinstance(model, nn.Module) else None
+                if refusal is not None:
+                    raise ConfigError(
+                        f"loss {name!r} reads the {who}'s attention maps or value vectors, which augrl recomputes "
+                        f"for {SUPPORTED}; {refusal}. Drop {name!r} or use a {who} of a supported family; "
+                        "hidden_mse, hidden_cos, embedding_mse and the logit losses work with any family")
+
+    def _check_sizes(self, student: ModelSizes, teacher: ModelSizes) -> None:
+        """ConfigError naming the sizes when a loss cannot compare this teacher and student."""
+        for name, entry in self.entries.items():
+            problem = entry.fits(student, teacher, **self.loss_params.get(name, {})) if entry.fits else None
+            if problem is not None:
+                raise ConfigError(f"loss {name!r} does not fit this teacher and student: {problem}")
+
+    def _one_tokenisation_error(self) -> ConfigError:
+        return ConfigError(
+            f"the student reads another tokenizer's ids (vocabulary {self._student_vocab}) than the teacher "
+            f"(vocabulary {self._teacher_vocab}), but the data holds the teacher's ids only. Encode it with "
+            "augrl.models.load_tokenizers(teacher, student), a TokenizerPair that augrl.batching.encode turns into "
+            "both tokenisations")
+
+    def check_tokens(self, data) -> None:
+        """Before training on ``data`` (an :class:`~augrl.batching.Encoded`): a ConfigError when
+        the student reads another tokenizer's ids than the teacher and either ``data`` lacks the
+        student's tokenisation, or a loss compares teacher and student token by token and some
+        text is split into different pieces by the two (the error names the losses and shows
+        one such text with its two tokenisations). Nothing to check with one tokenizer."""
+        vocab = self._student_vocab
+        view = getattr(data, "views", {}).get(vocab) if vocab is not None else None
+        if view is None:
+            if vocab is not None and self._teacher_vocab is not None and vocab != self._teacher_vocab:
+                raise self._one_tokenisation_error()
+            return
+        bad = [i for i, p in enumerate(view.positions) if p is None]
+        if self._token_level and bad:
+            raise ConfigError(
+                f"losses {self._token_level} compare the teacher's and the student's outputs token by token, but "
+                f"their tokenizers split {len(bad)} of {len(view.positions)} texts into different pieces, e.g. "
+                f"{view.problems[bad[0]]}. Use a student whose tokenizer has the teacher's pieces (MPNet and "
+                "BERT/MiniLM share an uncased WordPiece vocabulary), or only losses on logits (dark_ce, logit_mse, "
+                "hard_ce)")
+
+    def _on_student_tokens(self, out: Outputs, batch: dict[str, torch.Tensor]) -> Outputs:
+        """The teacher's outputs at the student's tokens when the student reads another
+        tokenisation of the batch (token-level losses), else as they are."""
+        vocab = self._student_vocab
+        key = None if vocab is None else view_key("positions", vocab)
+        if key is None or key not in batch:
+            if vocab is not None and self._teacher_vocab is not None and vocab != self._teacher_vocab:
+                raise self._one_tokenisation_error()
+            return out
+        if not self._token_level:
+            return replace(out, mask=None)  # logits and per-example extras need no alignment
+        positions, mask = batch[key], batch[view_key("attention_mask", vocab)]
+        bad = misaligned_rows(positions, mask)
+        if bad.any():
+            rows = batch["index"][bad].tolist() if "index" in batch else bad.nonzero().flatten().tolist()
+            raise ConfigError(
+                f"losses {self._token_level} compare the teacher's and the student's outputs token by token, but "
+                f"the two tokenizers split examples {rows} of this data into different pieces; "
+                "Distiller.check_tokens(data) shows one before training. Use a student whose tokenizer has the "
+                "teacher's pieces, or only losses on logits (dark_ce, logit_mse, hard_ce)")
+        return to_student_tokens(out, positions, mask)
 
     # ------------------------------------------------------------------ what is needed
 
@@ -155,7 +269,9 @@ class Distiller:
         return model_outputs(self.student, batch, self._student_needs)
 
     def teacher_outputs(self, batch: dict[str, torch.Tensor], teacher: "TeacherLike") -> Outputs | None:
-        """The teacher's outputs on ``batch`` on this device, floating tensors as float32.
+        """The teacher's outputs on ``batch`` on this device, floating tensors as float32; at the
+        student's tokens when the student reads another tokenisation of the batch and the
+        objective compares layers (:func:`~augrl.kd.outputs.to_student_tokens`).
 
         ``teacher``: a cache (looked up by ``batch["index"]``), a frozen model (run without
         gradients in eval mode), ready Outputs (used as given: gradients kept), or None.
@@ -181,7 +297,8 @@ class Distiller:
             teacher.train(was_training)
         else:
             out = teacher
-        return out.map(lambda t: t.to(self.device, dtype=torch.float32) if t.is_floating_point() else t.to(self.device))
+        out = out.map(lambda t: t.to(self.device, dtype=torch.float32) if t.is_floating_point() else t.to(self.device))
+        return self._on_student_tokens(out, batch)
 
     def losses(self, batch: dict[str, torch.Tensor], teacher: "TeacherLike" = None,
                weights: torch.Tensor | None = None, student_out: Outputs | None = None) -> dict[str, torch.Tensor]:

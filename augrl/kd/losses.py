@@ -15,6 +15,12 @@ user's ``loss_params``:
   built-in loss computes one value per example and returns ``mean_b(w_b * loss_b)``
   (``mean_b loss_b`` without weights).
 
+A loss may declare what it needs of the two models' sizes (``fits``, e.g. the same head count
+for per-head attention losses); the distiller checks it before training and names the sizes.
+Losses that read teacher layers compare token by token: with a student of another tokenizer
+the distiller hands them the teacher's outputs at the student's tokens
+(:func:`~augrl.kd.outputs.to_student_tokens`).
+
 Padded positions (``Outputs.mask`` == 0) never count: token-level losses average over each
 example's real tokens, so a cached teacher re-padded to another batch length gives the same
 loss as the live teacher.
@@ -47,6 +53,31 @@ ModuleFactory = Callable[..., nn.Module]
 
 
 @dataclass(frozen=True)
+class ModelSizes:
+    """What the size checks of the losses read of a model (None: unknown).
+
+    Attributes:
+        family: ``config.model_type`` (``bert``, ``mpnet``...).
+        hidden: width of the hidden states (and, for BERT-style and MPNet layers, of the values).
+        heads: attention heads per layer.
+    """
+
+    family: str | None = None
+    hidden: int | None = None
+    heads: int | None = None
+
+    def __str__(self) -> str:
+        parts = [self.family] if self.family else []
+        parts += [f"hidden {self.hidden}"] if self.hidden else []
+        parts += [f"{self.heads} heads"] if self.heads else []
+        return ", ".join(parts) or "sizes unknown"
+
+
+#: ``fits(student: ModelSizes, teacher: ModelSizes, **params) -> problem or None``
+FitsFn = Callable[..., "str | None"]
+
+
+@dataclass(frozen=True)
 class LossEntry:
     """A registered loss and what it needs.
 
@@ -57,6 +88,7 @@ class LossEntry:
         layers: which layers of each kind, given the layer map (see :data:`LayersFn`).
         module: factory of the loss's learned module (None: the loss has no parameters).
         weighted: whether ``fn`` accepts per-example ``weights``.
+        fits: what it needs of the teacher's and the student's sizes (see :data:`FitsFn`).
     """
 
     fn: LossFn
@@ -65,6 +97,7 @@ class LossEntry:
     layers: LayersFn | None = None
     module: ModuleFactory | None = None
     weighted: bool = False
+    fits: FitsFn | None = None
 
     def layer_pairs(self, layer_map: LayerMap, **params) -> dict[str, tuple[tuple[int | None, int], ...]]:
         """The (teacher_layer, student_layer) pairs read, per output kind."""
@@ -81,7 +114,7 @@ LOSSES: dict[str, LossEntry] = {}
 
 def register_loss(name: str, fn: LossFn | None = None, *, needs_teacher: bool = True,
                   needs: tuple[str, ...] = (), layers: LayersFn | None = None,
-                  module: ModuleFactory | None = None, overwrite: bool = False):
+                  module: ModuleFactory | None = None, fits: FitsFn | None = None, overwrite: bool = False):
     """Register ``fn`` under ``name``; usable as a decorator.
 
     Args:
@@ -94,6 +127,9 @@ def register_loss(name: str, fn: LossFn | None = None, *, needs_teacher: bool = 
         module: factory ``(student_width, teacher_width, **params) -> nn.Module`` of a learned
             part (projection) that the distiller optimises with the student and passes as
             ``module=``.
+        fits: ``fits(student_sizes, teacher_sizes, **params) -> problem or None``
+            (:class:`ModelSizes`): a sentence saying why the two models' sizes do not suit the
+            loss (the distiller raises it as a ConfigError before training), or None.
         overwrite: replace an existing entry.
     """
     def add(f: LossFn) -> LossFn:
@@ -103,7 +139,7 @@ def register_loss(name: str, fn: LossFn | None = None, *, needs_teacher: bool = 
         if unknown:
             raise ConfigError(f"loss {name!r}: unknown needs {sorted(unknown)}; use {list(KINDS)}")
         weighted = "weights" in inspect.signature(f).parameters
-        LOSSES[name] = LossEntry(f, needs_teacher, frozenset(needs), layers, module, weighted)
+        LOSSES[name] = LossEntry(f, needs_teacher, frozenset(needs), layers, module, weighted, fits)
         return f
 
     return add(fn) if fn is not None else add
@@ -144,13 +180,21 @@ def layer_of(name: str, out: Outputs, kind: str, layer: int, who: str) -> torch.
 
 
 def token_mask(student: Outputs, teacher: Outputs | None, like: torch.Tensor) -> torch.Tensor:
-    """(B, L) float mask of real tokens (all ones when neither side carries a mask)."""
-    mask = student.mask if student.mask is not None else (teacher.mask if teacher is not None else None)
-    if mask is None:
+    """(B, L) float mask of the real tokens of both sides (all ones when neither carries a mask).
+
+    The teacher's mask matters where it differs from the student's: a teacher moved to the
+    tokens of a student of another tokenizer masks the student tokens without a counterpart.
+    """
+    masks = [m for m in (student.mask, None if teacher is None else teacher.mask) if m is not None]
+    if not masks:
         return torch.ones(like.shape[:2], dtype=like.dtype, device=like.device)
-    if mask.shape != like.shape[:2]:
-        raise ValueError(f"mask shape {tuple(mask.shape)} does not match (B, L) = {tuple(like.shape[:2])}")
-    return mask.to(like.dtype)
+    for mask in masks:
+        if mask.shape != like.shape[:2]:
+            raise ValueError(f"mask shape {tuple(mask.shape)} does not match (B, L) = {tuple(like.shape[:2])}")
+    out = masks[0].to(like.dtype)
+    for mask in masks[1:]:
+        out = out * mask.to(like.dtype)
+    return out
 
 
 def _token_mse(name: str, s: torch.Tensor, t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -177,6 +221,35 @@ def _linear_factory(student_width: int, teacher_width: int, **_) -> nn.Module:
             linear.weight.copy_(torch.eye(teacher_width))
             linear.bias.zero_()
     return linear
+
+
+def _same_heads(student: ModelSizes, teacher: ModelSizes, **_) -> str | None:
+    if student.heads and teacher.heads and student.heads != teacher.heads:
+        return (f"it compares attention head by head, so teacher and student need as many heads: the teacher "
+                f"({teacher}) has {teacher.heads}, the student ({student}) {student.heads}. Use a student with "
+                f"{teacher.heads} heads, or hidden_mse / hidden_cos (a learned projection bridges any widths)")
+    return None
+
+
+def _same_width(student: ModelSizes, teacher: ModelSizes, **_) -> str | None:
+    if student.hidden and teacher.hidden and student.hidden != teacher.hidden:
+        return (f"it compares hidden states without a projection, so teacher and student need one width: the "
+                f"teacher ({teacher}) has {teacher.hidden}, the student ({student}) {student.hidden}. Use "
+                "hidden_mse or hidden_cos (a learned projection W bridges the widths)")
+    return None
+
+
+def _minilm_fits(student: ModelSizes, teacher: ModelSizes, relation_heads: int | None = None, **_) -> str | None:
+    problem = _same_heads(student, teacher)
+    r = relation_heads or student.heads
+    if problem is None and r:
+        odd = [f"the {who}'s {m.hidden}" for who, m in (("teacher", teacher), ("student", student))
+               if m.hidden and m.hidden % r]
+        if odd:
+            problem = (f"its value relations split the values into {r} relation heads, which does not divide "
+                       f"{' and '.join(odd)} (teacher: {teacher}; student: {student}). Set loss_params "
+                       "{'minilm_relation': {'relation_heads': R}} with R dividing both widths")
+    return problem
 
 
 # ----------------------------------------------------------------------------- prediction layer
@@ -236,7 +309,7 @@ def _attention_kind(target: str = "scores") -> str:
 
 
 @register_loss("attention_mse", needs=("attention_scores",),
-               layers=lambda m, target="scores", **_: {_attention_kind(target): m.pairs})
+               layers=lambda m, target="scores", **_: {_attention_kind(target): m.pairs}, fits=_same_heads)
 def attention_mse(student: Outputs, teacher: Outputs | None, labels: torch.Tensor, layer_map: LayerMap,
                   target: str = "scores", weights: torch.Tensor | None = None) -> torch.Tensor:
     """TinyBERT's attention loss, L2A's L_att: MSE between the attention matrices of mapped layers.
@@ -355,7 +428,8 @@ def _pkd_pairs(layer_map: LayerMap, skip_last: bool = True, **_) -> tuple[tuple[
     return pairs
 
 
-@register_loss("pkd", needs=("hidden_states",), layers=lambda m, **p: {"hidden_states": _pkd_pairs(m, **p)})
+@register_loss("pkd", needs=("hidden_states",), layers=lambda m, **p: {"hidden_states": _pkd_pairs(m, **p)},
+               fits=_same_width)
 def pkd(student: Outputs, teacher: Outputs | None, labels: torch.Tensor, layer_map: LayerMap,
         skip_last: bool = True, weights: torch.Tensor | None = None) -> torch.Tensor:
     """BERT-PKD's patient loss on normalised [CLS] states of mapped layers.
@@ -389,7 +463,7 @@ def _value_relation(values: torch.Tensor, heads: int, mask: torch.Tensor, name: 
 
 
 @register_loss("minilm_relation", needs=("attentions", "values"),
-               layers=lambda m, **_: {"attentions": (m.top,), "values": (m.top,)})
+               layers=lambda m, **_: {"attentions": (m.top,), "values": (m.top,)}, fits=_minilm_fits)
 def minilm_relation(student: Outputs, teacher: Outputs | None, labels: torch.Tensor, layer_map: LayerMap,
                     relation_heads: int | None = None, weights: torch.Tensor | None = None) -> torch.Tensor:
     """MiniLM's deep self-attention distillation on the top mapped pair (the last layers).

@@ -1,33 +1,46 @@
 """What a KD loss sees of a model, and how to get it from a model in one forward pass.
 
 Hugging Face returns hidden states on request; self-attention maps and value vectors are
-taken here with forward hooks on each layer's ``attention.self.query/key/value`` projections:
+taken here with forward hooks on each layer's query, key and value projections
+(:func:`self_attention` finds them per family):
 
-- value vectors (MiniLM's value relation) are the output of the ``value`` projection,
+- value vectors (MiniLM's value relation) are the output of the value projection,
   (B, L, heads * head_size), exactly what the layer multiplies its attention weights with;
-- attention scores ``Q K^T * head_size^-0.5`` (TinyBERT's unnormalised attention matrix) and
-  maps ``softmax(scores + padding mask)`` are recomputed per head from the hooked queries and
-  keys. The maps are the distribution the
-  layer uses *before* attention dropout: Hugging Face's ``output_attentions`` returns the maps
-  after dropout (a student in training mode would be compared through dropout noise, and KL
-  terms would meet zeroed entries), and needs the slower ``eager`` kernels. The recomputation
-  holds for BERT-style absolute-position self-attention (BERT, RoBERTa, MiniLM, TinyBERT);
-  other position schemes are refused.
+- attention scores (TinyBERT's unnormalised attention matrix) and maps ``softmax(scores +
+  padding mask)`` are recomputed per head from the hooked queries and keys: ``Q K^T /
+  sqrt(head_size)`` for BERT-style self-attention (BERT, RoBERTa, XLM-R, CamemBERT, ELECTRA;
+  MiniLM and TinyBERT are BERTs), plus MPNet's relative position bias, taken as the layer
+  receives it, for MPNet (all-mpnet-base-v2). The maps are the distribution the layer uses
+  *before* attention dropout: Hugging Face's ``output_attentions`` returns the maps after
+  dropout (a student in training mode would be compared through dropout noise, and KL terms
+  would meet zeroed entries), and needs the slower ``eager`` kernels. Other attention schemes
+  (DeBERTa's disentangled content/position attention, relative-key BERT variants) are refused
+  with a :class:`ConfigError` naming the architecture; their hidden states work as anywhere.
+
+**Teacher and student of different tokenizers.** A student of another family reads its own
+tokenizer's ids (:func:`augrl.models.model_inputs`), so its outputs are in its own token
+positions; :func:`to_student_tokens` moves the teacher's token-level outputs to those
+positions with the batch's alignment (``positions@V``, :class:`augrl.models.TokenView`), so
+the losses compare the same pieces.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from functools import partial
+from typing import Callable
 
 import torch
+from torch import nn
 
 from augrl.errors import ConfigError
-from augrl.models import encoder_layers
+from augrl.models import VIEW_SEP, encoder_layers, model_inputs
 
 KINDS = ("hidden_states", "attentions", "attention_scores", "values")
 #: batch keys produced by :meth:`augrl.batching.Encoded.batch`; any other key of a batch
-#: (e.g. ``domain``) is passed to the losses as ``Outputs.extras``.
+#: (e.g. ``domain``) is passed to the losses as ``Outputs.extras``, except the keys of a second
+#: tokenisation (``input_ids@V``..., :class:`augrl.models.TokenView`).
 BATCH_KEYS = frozenset({"input_ids", "attention_mask", "token_type_ids", "labels", "index"})
 
 
@@ -43,7 +56,8 @@ class Outputs:
             probabilities (rows: queries, columns: keys; zero on padded keys); None entries
             as above.
         attention_scores: per layer as ``attentions``, the unnormalised scores
-            ``Q K^T / sqrt(head_size)`` before the padding mask and softmax (TinyBERT's "A").
+            ``Q K^T / sqrt(head_size)`` (MPNet: plus its relative position bias) before the
+            padding mask and softmax (TinyBERT's "A").
         values: per layer (layer l at index l - 1), each (B, L, heads * head_size): the
             self-attention value projection; None entries as above.
         mask: (B, L) 1 for real tokens, 0 for padding; losses ignore padded positions.
@@ -132,14 +146,84 @@ def _store(captured: dict, key, _module, _inputs, output) -> None:
     captured[key] = output
 
 
-def _attention_scores(attn_self, query: torch.Tensor, key: torch.Tensor) -> torch.Tensor:
-    """(B, heads, L, L) Q K^T * scaling of one BERT self-attention module (float32)."""
+def _store_bias(captured: dict, key, _module, args, kwargs) -> None:
+    """Forward pre-hook of MPNet's self-attention: keep the relative position bias it is given."""
+    captured[key] = kwargs["position_bias"] if "position_bias" in kwargs else (args[2] if len(args) > 2 else None)
+
+
+#: model types whose self-attention is BERT's: softmax(Q K^T * head_size^-0.5 + padding mask)
+BERT_STYLE = frozenset({"bert", "roberta", "xlm-roberta", "camembert", "electra"})
+SUPPORTED = f"BERT-style self-attention ({', '.join(sorted(BERT_STYLE))}) and MPNet's"
+
+
+@dataclass(frozen=True)
+class SelfAttention:
+    """Where one layer computes its attention, and how (see :func:`self_attention`).
+
+    Attributes:
+        query, key, value: the projections, each (B, L, H) -> (B, L, heads * head_size).
+        heads, head_size: how the projections split into heads.
+        scale: ``scale(Q K^T)`` -> the scores, as the layer computes them.
+        biased: the module whose forward receives a position bias (B, heads, L, L) that the
+            layer adds to the scaled scores (MPNet's ``attn``), or None.
+    """
+
+    query: nn.Module
+    key: nn.Module
+    value: nn.Module
+    heads: int
+    head_size: int
+    scale: Callable[[torch.Tensor], torch.Tensor]
+    biased: nn.Module | None = None
+
+
+def model_family(model) -> str:
+    """``config.model_type`` of a transformer (``bert``, ``mpnet``...), else its class name."""
+    config = getattr(model, "config", None)
+    return getattr(config, "model_type", None) or type(model).__name__
+
+
+def attention_refusal(model) -> str | None:
+    """Why the attention maps of ``model`` cannot be recomputed exactly, or None when they can."""
+    family = model_family(model)
+    if family == "mpnet":
+        return None
+    if family in BERT_STYLE:
+        position = getattr(model.config, "position_embedding_type", None) or "absolute"
+        if position != "absolute":
+            return f"this {family} model uses {position!r} position embeddings inside its attention"
+        return None
+    why = " (disentangled content and relative-position attention)" if family.startswith("deberta") else ""
+    return f"a {family} model ({type(model).__name__}) computes its attention in its own way{why}"
+
+
+def self_attention(model, layer: nn.Module) -> SelfAttention:
+    """The self-attention parts of one transformer layer of ``model``; a ConfigError for
+    families whose attention is not recomputed (see :func:`attention_refusal`)."""
+    refusal = attention_refusal(model)
+    if refusal is not None:
+        raise ConfigError(f"attention maps and value vectors are recomputed for {SUPPORTED}; {refusal}. "
+                          "Use losses on hidden states or logits with it")
+    if model_family(model) == "mpnet":
+        attn = layer.attention.attn
+        root = math.sqrt(attn.attention_head_size)
+        return SelfAttention(attn.q, attn.k, attn.v, attn.num_attention_heads, attn.attention_head_size,
+                             lambda s: s / root, biased=attn)
+    attn = layer.attention.self
+    scaling = getattr(attn, "scaling", attn.attention_head_size ** -0.5)
+    return SelfAttention(attn.query, attn.key, attn.value, attn.num_attention_heads, attn.attention_head_size,
+                         lambda s: s * scaling)
+
+
+def _attention_scores(parts: SelfAttention, query: torch.Tensor, key: torch.Tensor,
+                      bias: torch.Tensor | None) -> torch.Tensor:
+    """(B, heads, L, L) scores of one layer from its hooked queries and keys (float32), as the
+    layer computes them: scaled ``Q K^T`` plus the position bias where the family has one."""
     b, length, _ = query.shape
-    heads, size = attn_self.num_attention_heads, attn_self.attention_head_size
-    q = query.view(b, length, heads, size).transpose(1, 2)
-    k = key.view(b, length, heads, size).transpose(1, 2)
-    scaling = getattr(attn_self, "scaling", size ** -0.5)
-    return torch.matmul(q.float(), k.float().transpose(-1, -2)) * scaling
+    q = query.float().view(b, length, parts.heads, parts.head_size).transpose(1, 2)
+    k = key.float().view(b, length, parts.heads, parts.head_size).transpose(1, 2)
+    scores = parts.scale(torch.matmul(q, k.transpose(-1, -2)))
+    return scores if bias is None else scores + bias.float()
 
 
 def attention_probs(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -151,44 +235,49 @@ def model_outputs(model, batch: dict[str, torch.Tensor], needs: Needs | None = N
     """One forward pass of ``model`` on ``batch``, returning what ``needs`` asks for.
 
     Gradients flow as usual (wrap in ``torch.no_grad()`` for a frozen teacher). Tuples hold
-    None at layers not asked for.
+    None at layers not asked for. The model reads the batch's ids of its own vocabulary
+    (:func:`augrl.models.model_inputs`); ``Outputs.mask`` is that tokenisation's.
 
     Args:
-        model: a classifier; BERT-style (``encoder.layer``) when ``needs`` asks for layers.
+        model: a classifier; with ``encoder.layer`` when ``needs`` asks for layers, of a family
+            :func:`self_attention` knows when it asks for attentions or values.
         batch: ``input_ids``, ``attention_mask``, ``token_type_ids`` (B, L); other keys
-            beyond :data:`BATCH_KEYS` are copied into ``Outputs.extras``.
+            beyond :data:`BATCH_KEYS` and a second tokenisation's are copied into
+            ``Outputs.extras``.
         needs: intermediate outputs wanted (default: logits only).
     """
     needs = needs or Needs()
-    mask = batch["attention_mask"]
-    extras = {k: v for k, v in batch.items() if k not in BATCH_KEYS}
-    kwargs = {"input_ids": batch["input_ids"], "attention_mask": mask, "token_type_ids": batch.get("token_type_ids")}
+    inputs = model_inputs(model, batch)
+    mask = inputs["attention_mask"]
+    extras = {k: v for k, v in batch.items() if k not in BATCH_KEYS and VIEW_SEP not in k}
     if not needs:
-        return Outputs(model(**kwargs).logits, mask=mask, extras=extras)
+        return Outputs(model(**inputs).logits, mask=mask, extras=extras)
     layers = encoder_layers(model)
     if needs.max_layer() > len(layers):
         raise ConfigError(f"outputs of layer {needs.max_layer()} asked for, but the model has {len(layers)} layers")
-    position = getattr(getattr(model, "config", None), "position_embedding_type", "absolute")
     attending = needs.attentions | needs.attention_scores
-    if attending and position != "absolute":
-        raise ConfigError(f"attention maps are recomputed for absolute-position self-attention, not {position!r}")
+    parts = {layer: self_attention(model, layers[layer - 1]) for layer in attending | needs.values}
     captured: dict = {}
     hooks = []
     try:
-        for layer in attending | needs.values:
-            attn_self = layers[layer - 1].attention.self
-            names = (("query", "key") if layer in attending else ()) + (("value",) if layer in needs.values else ())
-            for name in names:
-                hooks.append(getattr(attn_self, name).register_forward_hook(partial(_store, captured, (layer, name))))
-        out = model(**kwargs, output_hidden_states=bool(needs.hidden_states))
+        for layer, part in parts.items():
+            if layer in attending:
+                hooks.append(part.query.register_forward_hook(partial(_store, captured, (layer, "query"))))
+                hooks.append(part.key.register_forward_hook(partial(_store, captured, (layer, "key"))))
+                if part.biased is not None:
+                    hooks.append(part.biased.register_forward_pre_hook(partial(_store_bias, captured, (layer, "bias")),
+                                                                       with_kwargs=True))
+            if layer in needs.values:
+                hooks.append(part.value.register_forward_hook(partial(_store, captured, (layer, "value"))))
+        out = model(**inputs, output_hidden_states=bool(needs.hidden_states))
     finally:
         for hook in hooks:
             hook.remove()
     hidden = None
     if needs.hidden_states:
         hidden = tuple(h if i in needs.hidden_states else None for i, h in enumerate(out.hidden_states))
-    scores = {layer: _attention_scores(layers[layer - 1].attention.self, captured[(layer, "query")],
-                                       captured[(layer, "key")]) for layer in attending}
+    scores = {layer: _attention_scores(parts[layer], captured[(layer, "query")], captured[(layer, "key")],
+                                       captured.get((layer, "bias"))) for layer in attending}
 
     def per_layer(wanted: frozenset[int], get) -> tuple | None:
         return tuple(get(i + 1) if i + 1 in wanted else None for i in range(len(layers))) if wanted else None
@@ -197,3 +286,56 @@ def model_outputs(model, batch: dict[str, torch.Tensor], needs: Needs | None = N
                    per_layer(needs.attentions, lambda layer: attention_probs(scores[layer], mask)),
                    per_layer(needs.attention_scores, lambda layer: scores[layer]),
                    per_layer(needs.values, lambda layer: captured[(layer, "value")]), mask, extras)
+
+
+# ----------------------------------------------------------------------------- another tokenizer
+
+
+def misaligned_rows(positions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(B,) bool: the examples with real tokens (``mask`` (B, L)) of which none has a teacher
+    counterpart in ``positions`` (B, L): the ones whose tokenisations could not be aligned."""
+    return (mask > 0).any(-1) & ~((positions >= 0) & (mask > 0)).any(-1)
+
+
+def to_student_tokens(teacher: Outputs, positions: torch.Tensor, mask: torch.Tensor) -> Outputs:
+    """The teacher's outputs moved to a student's token positions.
+
+    Args:
+        teacher: outputs on the batch's own (teacher's) tokens: (B, L_T, ...) per layer.
+        positions: (B, L_S) for each student token the position of the same piece among the
+            teacher's tokens, -1 where there is none and on padding (the batch's
+            ``positions@V``).
+        mask: (B, L_S) the student's attention mask.
+
+    Returns:
+        Hidden states and values (B, L_S, H), attention scores and maps (B, h, L_S, L_S), at
+        the student's tokens, zero where a token has no counterpart; the maps renormalised over
+        the keys that have one, i.e. the teacher's distribution over the pieces the student
+        sees (the teacher's own where every teacher token has a counterpart, as in a single
+        text); ``mask`` (B, L_S): the student's tokens that have a counterpart. Logits and
+        extras as they are.
+    """
+    valid = (positions >= 0) & (mask > 0)
+    index = positions.clamp(min=0)
+
+    def tokens(t: torch.Tensor) -> torch.Tensor:  # (B, L_T, H) -> (B, L_S, H)
+        out = t.gather(1, index[:, :, None].expand(-1, -1, t.shape[-1]))
+        return out * valid[:, :, None].to(out.dtype)
+
+    def square(t: torch.Tensor) -> torch.Tensor:  # (B, h, L_T, L_T) -> (B, h, L_S, L_S)
+        b, h, _, length = t.shape
+        n = index.shape[1]
+        t = t.gather(2, index[:, None, :, None].expand(b, h, n, length))
+        t = t.gather(3, index[:, None, None, :].expand(b, h, n, n))
+        return t * (valid[:, None, :, None] & valid[:, None, None, :]).to(t.dtype)
+
+    def probs(t: torch.Tensor) -> torch.Tensor:
+        t = square(t)
+        return t / t.sum(-1, keepdim=True).clamp(min=torch.finfo(t.dtype).tiny)
+
+    def seq(x, fn):
+        return None if x is None else tuple(None if t is None else fn(t) for t in x)
+
+    return Outputs(teacher.logits, seq(teacher.hidden_states, tokens), seq(teacher.attentions, probs),
+                   seq(teacher.attention_scores, square), seq(teacher.values, tokens), valid.long(),
+                   dict(teacher.extras))
