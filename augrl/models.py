@@ -304,6 +304,22 @@ def model_inputs(model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tenso
     return inputs
 
 
+def batch_rows(batch: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The examples ``index`` (K,) of a batch, each tokenisation cut to the longest of them (as
+    if the batch had been padded for these examples alone): (B, L) tensors become (K, L'),
+    with L' from the plain ``attention_mask`` for the plain keys and from ``attention_mask@V``
+    for a second tokenisation's keys; (B,) tensors become (K,)."""
+    lengths = {suffix: int(batch["attention_mask" + suffix][index].sum(1).max())
+               for suffix in [""] + [k[len("attention_mask"):] for k in batch if k.startswith("attention_mask" + VIEW_SEP)]}
+    out = {}
+    for key, value in batch.items():
+        rows = value[index]
+        if value.dim() == 2:
+            rows = rows[:, :lengths[key[key.index(VIEW_SEP):] if VIEW_SEP in key else ""]]
+        out[key] = rows
+    return out
+
+
 @dataclass
 class TokenView:
     """The examples of an :class:`~augrl.batching.Encoded` in a second tokenizer's ids (a student

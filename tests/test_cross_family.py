@@ -383,3 +383,18 @@ def test_short_distillation_from_an_mpnet_teacher_into_a_bert_student(pair, fami
     # the cached teacher gives the live teacher's losses at the student's tokens
     live = distiller.losses(train.batch(range(4)), teacher)
     assert terms["hidden_mse"].item() == pytest.approx(live["hidden_mse"].item(), rel=1e-4)
+
+
+def test_rows_of_a_batch_are_cut_per_tokenisation(pair, toy_tasks):
+    """The environment trains on some rows of an observed batch: each tokenisation is cut to its
+    own longest chosen example, exactly as a batch of those rows alone."""
+    task = toy_tasks["pair"]
+    data = encode(task.train, pair, task.spec, 64)
+    order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
+    chosen = [order[0], order[1]]  # the two shortest next to the longest
+    batch = data.batch([order[-1], *chosen])
+    sub = models.batch_rows(batch, torch.tensor([1, 2]))
+    alone = data.batch(chosen)
+    assert sub.keys() == alone.keys()
+    for key in alone:
+        assert torch.equal(sub[key], alone[key]), key

@@ -77,3 +77,18 @@ def test_unknown_model_is_a_clear_error(tmp_path):
         models.build_teacher(2, tmp_path / "missing-model")
     with pytest.raises(ConfigError, match="unknown student"):
         models.build_student_of_kind("gru", 2)
+
+
+def test_models_record_the_vocabulary_they_read(tiny_model_dir, tmp_path):
+    vocab = models.vocab_fingerprint(models.load_tokenizer(tiny_model_dir))
+    teacher = models.build_teacher(2, tiny_model_dir)
+    assert teacher.config.augrl_vocab == vocab and models.model_vocab(teacher) == vocab
+    assert models.build_student(2, tiny_model_dir).config.augrl_vocab == vocab
+    folder = models.save_model(teacher, tmp_path / "t")
+    assert models.model_vocab(models.load_model(folder)) == vocab  # kept in config.json
+    # a folder without tokenizer files records nothing (transformers would make up an empty tokenizer)
+    from transformers import BertModel
+
+    BertModel.from_pretrained(tiny_model_dir).save_pretrained(tmp_path / "bare")
+    assert models.model_vocab(models.build_teacher(2, tmp_path / "bare")) is None
+    assert models.model_vocab(models.build_small_student("bilstm", 2, tiny_model_dir)) is None
