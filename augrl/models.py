@@ -309,8 +309,8 @@ def batch_rows(batch: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str,
     if the batch had been padded for these examples alone): (B, L) tensors become (K, L'),
     with L' from the plain ``attention_mask`` for the plain keys and from ``attention_mask@V``
     for a second tokenisation's keys; (B,) tensors become (K,)."""
-    lengths = {suffix: int(batch["attention_mask" + suffix][index].sum(1).max())
-               for suffix in [""] + [k[len("attention_mask"):] for k in batch if k.startswith("attention_mask" + VIEW_SEP)]}
+    suffixes = [""] + [k[len("attention_mask"):] for k in batch if k.startswith("attention_mask" + VIEW_SEP)]
+    lengths = {suffix: int(batch["attention_mask" + suffix][index].sum(1).max()) for suffix in suffixes}
     out = {}
     for key, value in batch.items():
         rows = value[index]
