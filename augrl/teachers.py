@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from augrl import models
-from augrl.artifacts import cached_build, model_key
+from augrl.artifacts import cached_build
 from augrl.batching import Encoded
 from augrl.pipelines import Prepared, RunConfig, train_teacher
 from augrl.training import evaluate
@@ -35,7 +35,7 @@ def split_fingerprint(data: Prepared, train: Encoded | None = None) -> str:
 def teacher_key(cfg: RunConfig, data: Prepared, train: Encoded | None = None) -> dict:
     """Everything that decides a fine-tuned teacher."""
     return {"task": data.task.spec.name, "split": split_fingerprint(data, train), "seed": cfg.seed,
-            "teacher": model_key(cfg.teacher), "train": cfg.teacher_train.to_dict(),
+            "teacher": models.model_key(cfg.teacher), "train": cfg.teacher_train.to_dict(),
             "device_type": data.device.type}
 
 

@@ -181,6 +181,7 @@ def fit(model, train: Encoded, val: Encoded, spec: TaskSpec, cfg: TrainConfig,
         distiller = Distiller.from_train_config(model, objective or {"hard_ce": 1.0}, cfg, total_steps=total,
                                                 device=device, loss_params=loss_params, layer_map=layer_map,
                                                 teacher=teacher)
+    distiller.check_tokens(train)  # position-wise losses need tokens aligned across vocabularies
 
     def step(batch: dict) -> dict:
         index = batch["index"].cpu()

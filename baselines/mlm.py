@@ -29,10 +29,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from augrl.artifacts import cached_build, model_key, slug
+from augrl.artifacts import cached_build, slug
 from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
-from augrl.models import loading, quiet_transformers, resolve_model
+from augrl.models import loading, model_key, quiet_transformers, resolve_model
 from augrl.runtime import select_device
 
 from .corpus import task_corpus, task_key

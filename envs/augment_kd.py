@@ -47,6 +47,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from augrl import models
 from augrl.errors import ConfigError
 from augrl.metrics import compute_metrics
 from augrl.runtime import native_bf16
@@ -296,9 +297,8 @@ class AugmentKDEnv(gym.Env):
             return 0.0, False, {}
         parts = []
         if n_kept:
-            batch = self._batch_tensors
-            length = int(batch["attention_mask"][positions].sum(1).max())
-            sub = {k: (v[positions][:, :length] if v.dim() == 2 else v[positions]) for k, v in batch.items()}
+            sub = models.batch_rows(self._batch_tensors, positions)
+            length = models.model_inputs(self.student, sub)["input_ids"].shape[1]
             parts.append((sub, self._outputs.rows(positions.to(self.device), length)))
         if n_target:
             parts.append((self.world.encoded.batch(self._target_rows, self.device), None))

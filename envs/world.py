@@ -99,7 +99,7 @@ def sentence_representation(model, out, batch) -> torch.Tensor:
     """(B, H) what ``model``'s classifier reads: the masked mean of the last layer for the mean-pool
     head, the ``[CLS]`` state otherwise."""
     last = [h for h in out.hidden_states if h is not None][-1]
-    if isinstance(model, models.BertMeanPoolClassifier):
+    if isinstance(model, models.MeanPoolClassifier):
         return models.masked_mean(last, batch["attention_mask"])
     return last[:, 0]
 
@@ -174,6 +174,7 @@ def build_world(config: AugmentKDConfig, progress: bool = False, data: Prepared 
     if config.freeze_embeddings:
         models.freeze_word_embeddings(template)
     probe = build_distiller(run, template, "cpu", None, teacher=teacher)
+    probe.check_tokens(encoded)
     top = Needs.of(hidden_states=[models.layer_count(teacher)])
 
     def representation(out, batch):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from augrl import artifacts
+from augrl import artifacts, models
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_concurrent_builders_of_one_entry_build_it_once(cache, tmp_path):
     script = textwrap.dedent(f"""
         import time
         from pathlib import Path
-        from augrl import artifacts
+        from augrl import artifacts, models
 
         def build(folder):
             with open({str(log)!r}, "a") as f:
@@ -141,10 +141,10 @@ def test_model_key_follows_the_weights(tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     (folder / "model.safetensors").write_bytes(b"a" * 64)
-    first = artifacts.model_key(str(folder))
+    first = models.model_key(str(folder))
     (folder / "model.safetensors").write_bytes(b"b" * 64)  # same size, other weights
     os.utime(folder / "model.safetensors", ns=(1, 1))  # whatever the clock's granularity
-    assert artifacts.model_key(str(folder)) != first
+    assert models.model_key(str(folder)) != first
 
 
 def test_distill_twice_on_one_split_fine_tunes_the_teacher_once(toy_tasks, tiny_model_dir, augrl_cache,
