@@ -28,9 +28,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default=None, help="folder for models and results.jsonl")
     p.add_argument("--max-steps", type=int, default=None, help="cap on optimiser steps per training stage")
     p.add_argument("--config", default=None, help="YAML/JSON RunConfig; flags given on the command line win")
-    p.add_argument("--teacher", default=None, help="teacher encoder: minilm (default, offline), hub name or folder")
+    _add_model_flags(p)
     p.add_argument("--student", default=None, choices=["transformer", "bilstm", "textcnn"])
-    p.add_argument("--student-layers", type=int, default=None, help="layers the transformer student keeps (default 2)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of each training stage")
     p.add_argument("--lr", type=float, default=None, help="learning rate of each training stage")
     p.add_argument("--batch-size", type=int, default=None)
@@ -40,10 +39,33 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def _add_model_flags(p: argparse.ArgumentParser) -> None:
+    """The teacher and student flags every run command shares."""
+    p.add_argument("--teacher", default=None,
+                   help="teacher encoder: minilm (default, offline), mpnet (all-mpnet-base-v2, offline), hub name or "
+                        "folder")
+    p.add_argument("--teacher-source-shots", type=int, default=None, metavar="N",
+                   help="source-adapted teacher: fine-tune it on N source examples per class first, then on the "
+                        "target set (default 0: target only)")
+    p.add_argument("--student-init", default=None,
+                   help="encoder the transformer student is cut from (default: MiniLM with --teacher minilm or "
+                        "mpnet, else the teacher)")
+    p.add_argument("--student-layers", type=int, default=None, help="layers the transformer student keeps (default 2)")
+
+
 def _add_leakage_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-leaky-source", action="store_true",
                    help="keep the source rows that leak the validation/test texts (default: removed; "
                         "see `augrl audit`); for reproducing work that did not filter")
+
+
+def _student_follows(teacher: str, student: str) -> bool:
+    """Whether a student is cut from ``teacher`` by default: yes, except a transformer student of
+    the paper-sized MPNet teacher, whose 2-layer cut would have 38M parameters; it keeps the
+    15.6M MiniLM student (the BiLSTM/TextCNN students read the teacher's vocabulary)."""
+    from augrl.models import MPNET_ALIASES
+
+    return teacher.lower() not in MPNET_ALIASES or student != "transformer"
 
 
 def _run_config(args: argparse.Namespace):
@@ -53,9 +75,11 @@ def _run_config(args: argparse.Namespace):
     cfg = RunConfig.load(args.config) if args.config else RunConfig()
     cfg = cfg.replace(task=args.task, shots=args.shots, seed=args.seed, data_dir=args.data_dir,
                       teacher=args.teacher, student=args.student, student_layers=args.student_layers,
-                      device=args.device, leakage="keep" if args.keep_leaky_source else None)
-    if args.teacher and cfg.student_init == DEFAULT_MODEL:
-        cfg = cfg.replace(student_init=args.teacher)  # the student is made of the teacher's layers
+                      device=args.device, leakage="keep" if args.keep_leaky_source else None,
+                      teacher_source_shots=args.teacher_source_shots, student_init=args.student_init)
+    if args.teacher and not args.student_init and cfg.student_init == DEFAULT_MODEL \
+            and _student_follows(args.teacher, cfg.student):
+        cfg = cfg.replace(student_init=args.teacher)
     stage = {"epochs": args.epochs, "lr": args.lr, "batch_size": args.batch_size}
     cfg = cfg.replace(teacher_train=cfg.teacher_train.replace(**stage),
                       student_train=cfg.student_train.replace(**stage))
@@ -335,7 +359,7 @@ def _env_config(args: argparse.Namespace):
         changes["augmenter_params"] = {**cfg.augmenter_params, **_parse_key_values(args.param, "--param")}
     if args.objective is not None:
         changes["objective"] = parse_objective(args.objective)
-    if args.teacher:
+    if args.teacher and _student_follows(args.teacher, "transformer"):
         changes["student_init"] = args.teacher
     return cfg.replace(**changes)
 
@@ -544,8 +568,7 @@ def _add_bench_run_flags(p: argparse.ArgumentParser, unit: str, device_help: str
     p.add_argument("--max-steps", type=int, default=None,
                    help="cap on optimiser steps per training stage (also MLM fine-tuning in augmenters)")
     p.add_argument("--config", default=None, help=f"YAML/JSON RunConfig every {unit} starts from; flags win")
-    p.add_argument("--teacher", default=None, help="teacher encoder: minilm (default, offline), hub name or folder")
-    p.add_argument("--student-layers", type=int, default=None, help="layers the transformer student keeps (default 2)")
+    _add_model_flags(p)
     p.add_argument("--epochs", type=int, default=None, help="epochs of each training stage")
     p.add_argument("--lr", type=float, default=None, help="learning rate of each training stage")
     p.add_argument("--batch-size", type=int, default=None)

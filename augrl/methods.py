@@ -7,6 +7,8 @@ distillers. Built in:
 
 ====================  ===================================================================
 ``teacher_ft``        the shared teacher, fine-tuned on the target set
+``teacher_ft_source`` a source-adapted teacher: 250 source examples per class, then the target
+                      set (``options.source_shots``); the other rows keep the shared teacher
 ``student_ft``        the student fine-tuned on the target set (hard label only)
 ``kd``                KD without augmentation: dark knowledge (T=2) + hard label
 ``kd+<aug>``          KD on the target set plus ``variants`` candidates per example from the
@@ -79,7 +81,8 @@ from augrl.pipelines import Prepared, RunConfig, prepare, stage_summary, train_s
 from augrl.results import provenance
 
 #: RunConfig fields that decide the split and the teacher: the same for every method of a seed.
-SHARED_FIELDS = ("task", "shots", "seed", "data_dir", "teacher", "teacher_train", "device", "leakage")
+SHARED_FIELDS = ("task", "shots", "seed", "data_dir", "teacher", "teacher_train", "device", "leakage",
+                 "teacher_source_shots")
 
 #: augrl modules with rows of their own: each has a ``register_methods()`` that the first lookup
 #: calls (explicitly: importing a module never registers anything).
@@ -473,6 +476,25 @@ def _teacher_ft(ctx: BenchRun) -> Outcome:
                    {"teacher": teacher_stage(info)})
 
 
+def _teacher_ft_source(ctx: BenchRun) -> Outcome:
+    """The source-adapted teacher: fine-tuned on ``options["source_shots"]`` source examples per
+    class (leakage-filtered), then on the target set; cached like any teacher. The seed's shared
+    teacher, which the other rows distil from, is not changed (set ``--teacher-source-shots`` for
+    the whole bench to distil from a source-adapted teacher)."""
+    from augrl.teachers import fine_tuned_teacher, teacher_stage
+
+    shots = int(ctx.method.options.get("source_shots", 0))
+    if shots < 1:
+        raise ConfigError(f"method {ctx.method.name!r}: options.source_shots must be an integer >= 1, got {shots}")
+    start = time.perf_counter()
+    teacher, info = fine_tuned_teacher(ctx.cfg.replace(teacher_source_shots=shots), ctx.data, ctx.progress)
+    if info["cached"]:  # its cost is its training, whether it ran now or on an earlier bench
+        ctx.charged_seconds += (info.get("train_seconds") or 0.0) - (time.perf_counter() - start)
+    ctx.info["teacher"] = {k: info.get(k) for k in ("cached", "train_seconds", "best_epoch", "val", "dir")}
+    return Outcome(teacher, info.get("val") or {}, {"teacher": models.count_parameters(teacher)},
+                   {"teacher": teacher_stage(info)})
+
+
 def _student_ft(ctx: BenchRun) -> Outcome:
     student, result = train_student(ctx.cfg, ctx.data, ctx.progress)
     return Outcome(student, result.best_val, {"student": models.count_parameters(student)},
@@ -488,6 +510,8 @@ def _kd(ctx: BenchRun) -> Outcome:
 TANG_OBJECTIVE = {"logit_mse": 1.0, "hard_ce": 1.0}
 
 register("teacher_ft", _teacher_ft, description="the shared teacher, fine-tuned on the target set", augments=False)
+register("teacher_ft_source", _teacher_ft_source, augments=False, options={"source_shots": 250},
+         description="the teacher fine-tuned on 250 source examples per class, then on the target set")
 register("student_ft", _student_ft, description="the student fine-tuned on the target set (hard label)",
          augments=False)
 register("kd", _kd, description="KD without augmentation (dark knowledge T=2 + hard label)", augments=False)

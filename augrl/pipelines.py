@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 from augrl import models
@@ -50,6 +51,9 @@ class RunConfig(ConfigMixin):
         leakage: ``remove`` (default) drops the source rows that leak the validation or test
             texts (see :mod:`augrl.leakage`); ``keep`` keeps them, to reproduce work that did
             not filter. The split record in the result says which.
+        teacher_source_shots: a source-adapted teacher: fine-tuned first on this many
+            (leakage-filtered) source examples per class and source domain, then on the target
+            few-shot set (0, default: the target set alone, the paper's Teacher-FT).
     """
 
     task: str = "rt"
@@ -71,10 +75,15 @@ class RunConfig(ConfigMixin):
     student_train: TrainConfig = field(default_factory=TrainConfig)
     device: str = "auto"
     leakage: str = "remove"
+    teacher_source_shots: int = 0
 
     def __post_init__(self) -> None:
         if self.leakage not in LEAKAGE_FILTERS:
             raise ConfigError(f"RunConfig.leakage must be one of {LEAKAGE_FILTERS}, got {self.leakage!r}")
+        if isinstance(self.teacher_source_shots, bool) or not isinstance(self.teacher_source_shots, int) \
+                or self.teacher_source_shots < 0:
+            raise ConfigError(f"RunConfig.teacher_source_shots must be an integer >= 0 (0: a target-only teacher), "
+                              f"got {self.teacher_source_shots!r}")
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "config") -> "RunConfig":
@@ -137,17 +146,53 @@ def _check_student_vocab(cfg: RunConfig) -> None:
         raise ConfigError("bilstm/textcnn students use the teacher's tokenizer: set student_init to the teacher")
 
 
+def source_sample(cfg: RunConfig, data: Prepared, per_class: int, seed_offset: int = 0,
+                  needed_by: str = "a source-adapted teacher") -> tuple[Encoded, list[str]]:
+    """A seeded labelled sample of the task's (leakage-filtered) source pool: ``per_class``
+    examples of each class from each source domain (regression: ``2 * per_class`` per domain),
+    encoded like the split. Returns the encoded sample and each example's domain name."""
+    spec, source = data.task.spec, data.task.source
+    if source is None or len(source) == 0:
+        raise ConfigError(f"task {spec.name!r} has no source pool, which {needed_by} needs; use a task with "
+                          "one (rt: SST-2, cikm: MRPC, rte: SICK, amazon-<domain>: the other domains), or give "
+                          "your task YAML a `source:`")
+    rng = np.random.default_rng(cfg.seed * 7919 + 104729 + seed_offset)
+    labels, domains = np.asarray(source["label"]), np.asarray(source["domain"])
+    chosen: list[int] = []
+    for domain in sorted(set(domains.tolist())):
+        in_domain = domains == domain
+        groups = ([np.flatnonzero(in_domain)] if spec.is_regression else
+                  [np.flatnonzero(in_domain & (labels == m)) for m in range(spec.num_labels)])
+        take = 2 * per_class if spec.is_regression else per_class
+        for rows in groups:
+            chosen += rng.choice(rows, size=min(take, len(rows)), replace=False).tolist()
+    subset = source.select(sorted(chosen))
+    return encode(subset, data.tokenizer, spec, cfg.teacher_train.max_length), list(subset["domain"])
+
+
 def train_teacher(cfg: RunConfig, data: Prepared, progress: bool = True, on_epoch_end=None,
                   train: Encoded | None = None) -> tuple[object, FitResult]:
-    """Fine-tune the teacher on the few-shot train set (model selection on validation).
+    """Fine-tune the teacher on the few-shot train set (model selection on validation); with
+    ``cfg.teacher_source_shots`` it is first fine-tuned on that source sample
+    (:func:`source_sample`, selection on the same validation set), then on the target set.
 
     ``on_epoch_end(epoch, row, teacher)`` is called after each epoch (RCO records its route there);
-    ``train`` replaces the target train set (e.g. a source-domain teacher).
+    ``train`` replaces the target train set (e.g. a source-domain teacher). The returned
+    result is the target stage's, with the source stage's summary under ``source_stage``.
     """
     seed_everything(cfg.seed)
     teacher = models.build_teacher(data.task.spec.num_labels, cfg.teacher)
+    source_result = None
+    if cfg.teacher_source_shots:
+        source, _ = source_sample(cfg, data, cfg.teacher_source_shots)
+        source_result = fit(teacher, source, data.val, data.task.spec, cfg.teacher_train, device=data.device,
+                            seed=cfg.seed, progress=progress, desc="teacher (source)")
+        seed_everything(cfg.seed)
     result = fit(teacher, data.train if train is None else train, data.val, data.task.spec, cfg.teacher_train,
                  device=data.device, seed=cfg.seed, progress=progress, desc="teacher", on_epoch_end=on_epoch_end)
+    if source_result is not None:
+        result.earlier["source"] = {**stage_summary(source_result), "examples": len(source)}
+        result.seconds += source_result.seconds
     return teacher, result
 
 

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from augrl import models
-from augrl.artifacts import cached_build
+from augrl.artifacts import cached_build, dataset_fingerprint
 from augrl.batching import Encoded
 from augrl.pipelines import Prepared, RunConfig, train_teacher
 from augrl.training import evaluate
@@ -33,10 +33,21 @@ def split_fingerprint(data: Prepared, train: Encoded | None = None) -> str:
 
 
 def teacher_key(cfg: RunConfig, data: Prepared, train: Encoded | None = None) -> dict:
-    """Everything that decides a fine-tuned teacher."""
-    return {"task": data.task.spec.name, "split": split_fingerprint(data, train), "seed": cfg.seed,
-            "teacher": models.model_key(cfg.teacher), "train": cfg.teacher_train.to_dict(),
-            "device_type": data.device.type}
+    """Everything that decides a fine-tuned teacher (a source-adapted one: also the source pool's
+    content and the sample size)."""
+    key = {"task": data.task.spec.name, "split": split_fingerprint(data, train), "seed": cfg.seed,
+           "teacher": models.model_key(cfg.teacher), "train": cfg.teacher_train.to_dict(),
+           "device_type": data.device.type}
+    if cfg.teacher_source_shots:
+        source = data.task.source
+        key["source"] = {"shots": cfg.teacher_source_shots,
+                         "pool": dataset_fingerprint(source, data.task.spec.text_fields) if source is not None else None}
+    return key
+
+
+def _summary(result) -> dict:
+    return {"val": result.best_val, "history": result.history, "train_seconds": round(result.seconds, 2),
+            "best_epoch": result.best_epoch, "steps": result.steps, "source_stage": result.earlier.get("source")}
 
 
 def fine_tuned_teacher(cfg: RunConfig, data: Prepared, progress: bool = True, cache: bool = True,
@@ -52,25 +63,24 @@ def fine_tuned_teacher(cfg: RunConfig, data: Prepared, progress: bool = True, ca
 
     Returns:
         ``(teacher, info)``; ``info`` holds ``val`` (metrics of the kept epoch), ``history``,
-        ``train_seconds``, ``cached`` (whether it was loaded) and ``dir`` (the cache entry).
+        ``train_seconds``, ``best_epoch``, ``steps``, ``source_stage`` (a source-adapted
+        teacher's first stage, else None), ``cached`` (whether it was loaded) and ``dir`` (the
+        cache entry).
     """
     if not cache:
         teacher, result = train_teacher(cfg, data, progress, train=train)
-        return teacher.to(data.device), {"val": result.best_val, "history": result.history,
-                                         "train_seconds": round(result.seconds, 2), "best_epoch": result.best_epoch,
-                                         "steps": result.steps, "cached": False, "dir": None}
+        return teacher.to(data.device), {**_summary(result), "cached": False, "dir": None}
     built = {}
 
     def build(tmp: Path) -> dict:
         teacher, result = train_teacher(cfg, data, progress, train=train)
         models.save_model(teacher, tmp, data.tokenizer)
         built["model"] = teacher
-        return {"val": result.best_val, "history": result.history, "train_seconds": round(result.seconds, 2),
-                "best_epoch": result.best_epoch, "steps": result.steps, "built_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        return {**_summary(result), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
 
     folder, meta = cached_build("teacher", f"{data.task.spec.name}-seed{cfg.seed}", teacher_key(cfg, data, train), build)
     teacher = built.get("model") or models.load_model(folder)
-    info = {k: meta.get(k) for k in ("val", "history", "train_seconds", "best_epoch", "steps")}
+    info = {k: meta.get(k) for k in ("val", "history", "train_seconds", "best_epoch", "steps", "source_stage")}
     info.update(cached="model" not in built, dir=str(folder))
     return teacher.to(data.device), info
 
@@ -90,8 +100,11 @@ def obtain_teacher(cfg: RunConfig, data: Prepared, teacher_dir: str | Path | Non
 
 def teacher_stage(info: dict) -> dict:
     """The ``stages["teacher"]`` entry of a result record, from :func:`fine_tuned_teacher`'s info."""
-    return {"best_epoch": info.get("best_epoch"), "steps": info.get("steps"), "seconds": info.get("train_seconds"),
-            "history": info.get("history"), "cached": info.get("cached")}
+    stage = {"best_epoch": info.get("best_epoch"), "steps": info.get("steps"), "seconds": info.get("train_seconds"),
+             "history": info.get("history"), "cached": info.get("cached")}
+    if info.get("source_stage"):
+        stage["source"] = info["source_stage"]
+    return stage
 
 
 def teacher_test_metrics(teacher, data: Prepared, cfg: RunConfig) -> dict:

@@ -57,6 +57,8 @@ class FitResult:
         history: one dict per epoch: mean loss terms and validation metrics.
         steps: optimiser steps taken.
         seconds: wall time of the loop.
+        earlier: summaries of earlier stages of the same model, by name (e.g. a source-adapted
+            teacher's ``source`` stage), filled by the caller.
     """
 
     best_epoch: int
@@ -64,6 +66,7 @@ class FitResult:
     history: list[dict] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
+    earlier: dict[str, dict] = field(default_factory=dict)
 
 
 def evaluate(model, data: Encoded, spec: TaskSpec, device: torch.device | str = "cpu",

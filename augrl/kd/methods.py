@@ -33,17 +33,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 
 from augrl import models
-from augrl.batching import Encoded, encode
+from augrl.batching import Encoded
 from augrl.errors import ConfigError
 from augrl.kd.cache import TeacherCache
 from augrl.kd.distiller import Distiller
 from augrl.kd.outputs import Needs
-from augrl.pipelines import Prepared, RunConfig, build_configured_student, build_distiller, stage_summary
+from augrl.pipelines import (Prepared, RunConfig, build_configured_student, build_distiller, source_sample,
+                             stage_summary)
 from augrl.runtime import seed_everything
 from augrl.training import FitResult, TrainConfig, evaluate, fit, total_steps
 
@@ -264,26 +264,10 @@ class DistillContext:
         """A labelled sample of the task's source pool: ``per_class`` examples of each class from
         each source domain (regression: ``2 * per_class`` per domain); default the run's shots.
 
-        Returns the encoded sample and each example's domain name.
+        Returns the encoded sample and each example's domain name (:func:`augrl.pipelines.source_sample`).
         """
-        source = self.data.task.source
-        if source is None or len(source) == 0:
-            raise ConfigError(f"task {self.spec.name!r} has no source data; this method needs labelled source "
-                              "domains (e.g. the amazon-<domain> tasks)")
-        per_class = per_class or self.cfg.shots
-        rng = np.random.default_rng(self.cfg.seed * 7919 + 104729 + seed_offset)
-        labels, domains = np.asarray(source["label"]), np.asarray(source["domain"])
-        chosen: list[int] = []
-        for domain in sorted(set(domains.tolist())):
-            in_domain = domains == domain
-            groups = ([np.flatnonzero(in_domain)] if self.spec.is_regression else
-                      [np.flatnonzero(in_domain & (labels == m)) for m in range(self.spec.num_labels)])
-            take = 2 * per_class if self.spec.is_regression else per_class
-            for rows in groups:
-                chosen += rng.choice(rows, size=min(take, len(rows)), replace=False).tolist()
-        subset = source.select(sorted(chosen))
-        encoded = encode(subset, self.data.tokenizer, self.spec, self.cfg.teacher_train.max_length)
-        return encoded, list(subset["domain"])
+        return source_sample(self.cfg, self.data, per_class or self.cfg.shots, seed_offset,
+                             needed_by="this method")
 
     def train_domain(self) -> str:
         """The target domain's name (the ``domain`` column of the train set)."""
