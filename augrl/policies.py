@@ -85,12 +85,19 @@ def make_agent(algo: str, env, cfg: PolicyConfig, seed: int, tensorboard: str | 
     if algo == "ppo":
         # at least 2: PPO normalises advantages over a minibatch
         n_steps = max(2, min(cfg.n_steps or steps, total or steps))
-        return PPO("MlpPolicy", env, n_steps=n_steps, batch_size=min(cfg.batch_size, n_steps), ent_coef=cfg.ent_coef,
-                   **common)
-    if algo == "a2c":
-        return A2C("MlpPolicy", env, n_steps=min(cfg.n_steps or 5, total or 5), ent_coef=cfg.ent_coef, **common)
-    return DQN("MlpPolicy", env, batch_size=cfg.batch_size, learning_starts=min(1000, 4 * env.unwrapped.B),
-               buffer_size=50_000, **common)
+        agent = PPO("MlpPolicy", env, n_steps=n_steps, batch_size=min(cfg.batch_size, n_steps), ent_coef=cfg.ent_coef,
+                    **common)
+    elif algo == "a2c":
+        agent = A2C("MlpPolicy", env, n_steps=min(cfg.n_steps or 5, total or 5), ent_coef=cfg.ent_coef, **common)
+    else:
+        agent = DQN("MlpPolicy", env, batch_size=cfg.batch_size, learning_starts=min(1000, 4 * env.unwrapped.B),
+                    buffer_size=50_000, **common)
+    if tensorboard is None:
+        # SB3's default logger makes an empty /tmp/SB3-<time> folder per agent even when it writes nothing
+        from stable_baselines3.common.logger import Logger
+
+        agent.set_logger(Logger(folder=None, output_formats=[]))
+    return agent
 
 
 def _callback(total: int, progress: bool):

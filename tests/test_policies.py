@@ -79,3 +79,29 @@ def test_cli_train_policy_json(toy_tasks, tiny_model_dir, tmp_path, capsys, sing
     assert main(["train-policy", "--task", str(toy_tasks["single_file"]), "--algo", "ppo", "--pool-size", "4",
                  "--env-batch-size", "8", "--teacher", str(tiny_model_dir)]) == 2
     assert "pool_size" in capsys.readouterr().err
+
+
+def test_an_agent_without_tensorboard_leaves_no_sb3_log_folder(tmp_path, monkeypatch):
+    """SB3's default logger makes an empty ``SB3-<time>`` folder in the temp dir per agent."""
+    import tempfile
+
+    import gymnasium as gym
+
+    from augrl.policies import PolicyConfig, make_agent
+
+    class Tiny(gym.Env):
+        observation_space = gym.spaces.Box(-1, 1, (3,))
+        action_space = gym.spaces.Discrete(2)
+        steps_per_episode = 4
+
+        def reset(self, seed=None, options=None):
+            super().reset(seed=seed)
+            return self.observation_space.sample(), {}
+
+        def step(self, action):
+            return self.observation_space.sample(), 0.0, True, False, {}
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    for algo in ("a2c", "ppo"):
+        make_agent(algo, Tiny(), PolicyConfig(), seed=0, total=4).learn(8)
+    assert list(tmp_path.iterdir()) == []
