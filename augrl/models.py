@@ -69,7 +69,7 @@ def quiet_transformers() -> None:
 HUB_TIMEOUT_S = 3.0
 _TRUE = {"1", "true", "yes", "on"}
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
-_CHOICES = "use `minilm` (shipped), a local folder with config.json, or connect to the hub"
+_CHOICES = "use `minilm` (shipped), `mpnet` (shipped), a local folder with config.json, or connect to the hub"
 
 
 def hub_offline() -> bool:
@@ -152,7 +152,7 @@ def resolve_model(name_or_path: str | Path = DEFAULT_MODEL) -> str:
         return name
     if _looks_like_path(name):
         raise ConfigError(f"cannot load model {name!r}: there is no such folder; give a folder with config.json "
-                          "and weights (saved by --out), `minilm` (shipped), or a Hugging Face hub name")
+                          "and weights (saved by --out), `minilm` or `mpnet` (shipped), or a Hugging Face hub name")
     if hub_reachable():
         return name
     snapshot = _cached_snapshot(name)

@@ -257,7 +257,7 @@ def test_a_hub_name_offline_fails_at_once_with_the_way_out(no_hub, toy_task, cap
                  lambda: models.build_student(2, "bert-base-uncased")):
         with pytest.raises(ConfigError, match=expected) as err:
             load()
-        assert "`minilm` (shipped)" in str(err.value) and "a local folder with config.json" in str(err.value)
+        assert "`minilm` (shipped), `mpnet` (shipped)" in str(err.value) and "a local folder with config.json" in str(err.value)
     assert main(["distill", "--task", str(toy_task), "--teacher", "bert-base-uncased", "--shots", "4", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err
