@@ -383,13 +383,15 @@ class BenchRun:
 
     def augmenter_settings(self, name: str, params: dict | None = None) -> dict:
         """Settings of augmenter ``name`` for this run: the bench's for ``name``, then
-        ``params``; MLM-based augmenters default to the run's encoder, device and progress,
-        and under ``--max-steps`` to as many MLM fine-tuning steps."""
+        ``params``; MLM-based augmenters default to the student's encoder (``student_init``: the
+        teacher's unless they differ, e.g. MiniLM under an MPNet teacher, whose sentence encoder
+        has no masked-LM head to adapt), the run's device and progress, and under
+        ``--max-steps`` to as many MLM fine-tuning steps."""
         from augrl import baselines
 
         accepted = baselines.parameters(name)
         settings = {**self.augmenter_params.get(name, {}), **(params or {})}
-        defaults = {"mlm": self.cfg.teacher, "device": self.cfg.device, "progress": self.progress}
+        defaults = {"mlm": self.cfg.student_init, "device": self.cfg.device, "progress": self.progress}
         if self.max_steps is not None:
             defaults.update(max_steps=self.max_steps, mlm_steps=self.max_steps)
         for key, value in defaults.items():
