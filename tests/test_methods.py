@@ -58,7 +58,9 @@ def test_distill_kd_is_the_bench_kd_row(toy_tasks, tiny_model_dir, augrl_cache, 
 
 
 def test_a_source_adapted_teacher_is_trained_on_the_source_first_and_cached(toy_tasks, tiny_model_dir, augrl_cache,
-                                                                              single_thread, tmp_path, capsys):
+                                                                              single_thread, tmp_path, monkeypatch):
+    # a cache of its own: its teacher_ft would otherwise be the cached teacher other tests train
+    monkeypatch.setenv("AUGRL_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "bench"
     argv = ["bench", "--task", str(toy_tasks["single_file"]), "--methods", "teacher_ft,teacher_ft_source",
             "--seeds", "1", "--shots", "8", "--teacher", str(tiny_model_dir), "--epochs", "1", "--batch-size", "8",
