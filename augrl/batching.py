@@ -7,7 +7,7 @@ from typing import Iterator
 
 import torch
 
-from augrl.models import TokenizerPair, TokenView, model_inputs
+from augrl.models import TokenizerPair, TokenView, model_inputs, pad_rows
 from augrl.tasks import TaskSpec
 
 
@@ -67,16 +67,7 @@ class Encoded:
         plus each view's keys (:meth:`augrl.models.TokenView.batch`).
         """
         idx = [int(i) for i in indices]
-        length = max(len(self.input_ids[i]) for i in idx)
-        ids = torch.full((len(idx), length), self.pad_id, dtype=torch.long)
-        types = torch.zeros((len(idx), length), dtype=torch.long)
-        mask = torch.zeros((len(idx), length), dtype=torch.long)
-        for row, i in enumerate(idx):
-            n = len(self.input_ids[i])
-            ids[row, :n] = torch.tensor(self.input_ids[i])
-            mask[row, :n] = 1
-            if self.token_type_ids is not None:
-                types[row, :n] = torch.tensor(self.token_type_ids[i])
+        ids, mask, types = pad_rows(self.input_ids, self.token_type_ids, idx, self.pad_id)
         out = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types,
                "labels": self.labels[idx], "index": torch.tensor(idx)}
         for vocab, view in self.views.items():

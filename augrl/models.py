@@ -343,6 +343,24 @@ def batch_rows(batch: dict[str, torch.Tensor], index: torch.Tensor) -> dict[str,
     return out
 
 
+def pad_rows(input_ids: Sequence[Sequence[int]], token_type_ids: Sequence[Sequence[int]] | None,
+             idx: Sequence[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Rows ``idx`` of tokenised examples padded to the longest of them: ``input_ids`` (padded
+    with ``pad_id``), ``attention_mask`` and ``token_type_ids`` (zeros without segments), each
+    (len(idx), L) long tensors."""
+    length = max(len(input_ids[i]) for i in idx)
+    ids = torch.full((len(idx), length), pad_id, dtype=torch.long)
+    types = torch.zeros((len(idx), length), dtype=torch.long)
+    mask = torch.zeros((len(idx), length), dtype=torch.long)
+    for row, i in enumerate(idx):
+        n = len(input_ids[i])
+        ids[row, :n] = torch.tensor(input_ids[i])
+        mask[row, :n] = 1
+        if token_type_ids is not None:
+            types[row, :n] = torch.tensor(token_type_ids[i])
+    return ids, mask, types
+
+
 @dataclass
 class TokenView:
     """The examples of an :class:`~augrl.batching.Encoded` in a second tokenizer's ids (a student
@@ -389,19 +407,11 @@ class TokenView:
         ``input_ids@V``, ``attention_mask@V``, ``token_type_ids@V`` (B, L_V) and ``positions@V``
         (B, L_V): each token's position among the teacher's tokens, -1 for padding, for tokens
         without a counterpart, and on every token of an example that cannot be aligned."""
-        length = max(len(self.input_ids[i]) for i in idx)
-        ids = torch.full((len(idx), length), self.pad_id, dtype=torch.long)
-        types = torch.zeros((len(idx), length), dtype=torch.long)
-        mask = torch.zeros((len(idx), length), dtype=torch.long)
-        positions = torch.full((len(idx), length), -1, dtype=torch.long)
+        ids, mask, types = pad_rows(self.input_ids, self.token_type_ids, idx, self.pad_id)
+        positions = torch.full(ids.shape, -1, dtype=torch.long)
         for row, i in enumerate(idx):
-            n = len(self.input_ids[i])
-            ids[row, :n] = torch.tensor(self.input_ids[i])
-            mask[row, :n] = 1
-            if self.token_type_ids is not None:
-                types[row, :n] = torch.tensor(self.token_type_ids[i])
             if self.positions[i] is not None:
-                positions[row, :n] = torch.tensor(self.positions[i])
+                positions[row, :len(self.positions[i])] = torch.tensor(self.positions[i])
         return {view_key("input_ids", vocab): ids, view_key("attention_mask", vocab): mask,
                 view_key("token_type_ids", vocab): types, view_key("positions", vocab): positions}
 
