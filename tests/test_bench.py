@@ -433,26 +433,40 @@ def _forget_slow_methods() -> None:
     sys.modules.pop("slow_bench_methods", None)
 
 
-def test_a_killed_bench_process_keeps_its_lines_and_a_rerun_completes_the_rest(
-        toy_tasks, tiny_model_dir, augrl_cache, single_thread, tmp_path, monkeypatch, capsys):
+def _slow_bench(tmp_path, augrl_cache, argv: list[str], **flags: Path):
+    """A bench subprocess over SLOW_METHOD's methods; ``flags`` (e.g. ``AUGRL_TEST_SLOW=path``)
+    tell them where to signal that they started."""
     import os
-    import signal
     import subprocess
     import sys
-    import time
 
     (tmp_path / "slow_bench_methods.py").write_text(SLOW_METHOD)
+    env = {**os.environ, **{k: str(v) for k, v in flags.items()}, "AUGRL_CACHE": str(augrl_cache),
+           "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, "-m", "augrl.cli", *argv], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(proc, *paths: Path, seconds: float = 180) -> None:
+    """Wait until every path exists; fail with the process's stderr if it ended first."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not all(p.exists() for p in paths) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert paths[0].exists(), proc.communicate(timeout=5)[1] if proc.poll() is not None else "not started in time"
+
+
+def test_a_killed_bench_process_keeps_its_lines_and_a_rerun_completes_the_rest(
+        toy_tasks, tiny_model_dir, augrl_cache, single_thread, tmp_path, monkeypatch, capsys):
+    import signal
+
     out, flag = tmp_path / "bench", tmp_path / "started"
     argv = _cli(toy_tasks, tiny_model_dir, out, "kd,test-slow,student_ft", "--import", "slow_bench_methods")
-    env = {**os.environ, "AUGRL_TEST_SLOW": str(flag), "AUGRL_CACHE": str(augrl_cache), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, "-m", "augrl.cli", *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = _slow_bench(tmp_path, augrl_cache, argv, AUGRL_TEST_SLOW=flag)
     try:
-        deadline = time.monotonic() + 180
-        while not flag.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert flag.exists(), proc.communicate(timeout=5)[1] if proc.poll() is not None else "not started in time"
+        _wait_for(proc, flag)
         proc.send_signal(signal.SIGTERM)  # like `kill`, or a scheduler's time limit, during the second run
         _, err = proc.communicate(timeout=60)
     finally:
@@ -477,25 +491,14 @@ def test_a_killed_bench_process_keeps_its_lines_and_a_rerun_completes_the_rest(
 def test_a_bench_killed_with_sigkill_mid_run_resumes_only_the_killed_run_and_never_repeats_a_line(
         toy_tasks, tiny_model_dir, augrl_cache, single_thread, tmp_path, monkeypatch, capsys):
     """``kill -9`` (or the OOM killer, or a lost node): no handler runs, the claim file stays."""
-    import os
     import signal
-    import subprocess
-    import sys
-    import time
 
-    (tmp_path / "slow_bench_methods.py").write_text(SLOW_METHOD)
     out, flag = tmp_path / "bench", tmp_path / "holding"
     argv = _cli(toy_tasks, tiny_model_dir, out, "student_ft,test-hold,kd", "--import", "slow_bench_methods")
-    env = {**os.environ, "AUGRL_TEST_HOLD": str(flag), "AUGRL_CACHE": str(augrl_cache), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, "-m", "augrl.cli", *argv], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    proc = _slow_bench(tmp_path, augrl_cache, argv, AUGRL_TEST_HOLD=flag)
     results = out / "results.jsonl"
     try:
-        deadline = time.monotonic() + 180
-        while not (flag.exists() and results.exists()) and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert flag.exists(), proc.communicate(timeout=5)[1] if proc.poll() is not None else "not started in time"
+        _wait_for(proc, flag, results)
         assert [json.loads(x)["method"] for x in _lines(results)] == ["student_ft"]  # the first line is in
         proc.send_signal(signal.SIGKILL)  # during the second run
         proc.wait(timeout=30)
