@@ -244,9 +244,13 @@ def test_regression_task(tmp_path, tiny_model_dir, augrl_cache, single_thread):
     assert len(rewards) == 4 and "pearson" in infos[-1]["val_metrics"]
 
 
-def test_stable_baselines3_agents(world, env_kwargs):
+def test_stable_baselines3_agents(world, env_kwargs, tmp_path, monkeypatch):
+    import tempfile
+
     from stable_baselines3 import A2C, DQN, PPO
     from stable_baselines3.common.vec_env import DummyVecEnv
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # SB3's default logger's SB3-<time> folders go here
 
     env = AugmentKDEnv(world=world)
     PPO("MlpPolicy", env, n_steps=16, batch_size=16, n_epochs=1, seed=0, device="cpu").learn(64)
