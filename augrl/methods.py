@@ -377,9 +377,12 @@ class BenchRun:
     def teacher(self):
         """The seed's fine-tuned teacher (trained once, cached on disk)."""
         teacher = self.shared.teacher()
-        info = self.shared.teacher_info
-        self.info["teacher"] = {k: info.get(k) for k in ("cached", "train_seconds", "best_epoch", "val", "dir")}
+        self.note_teacher(self.shared.teacher_info)
         return teacher
+
+    def note_teacher(self, info: dict) -> None:
+        """Record the teacher this run used (from :func:`augrl.teachers.fine_tuned_teacher`'s info)."""
+        self.info["teacher"] = {k: info.get(k) for k in ("cached", "train_seconds", "best_epoch", "val", "dir")}
 
     def augmenter_settings(self, name: str, params: dict | None = None) -> dict:
         """Settings of augmenter ``name`` for this run: the bench's for ``name``, then
@@ -468,14 +471,19 @@ class BenchRun:
 # ----------------------------------------------------------------------------- built-in methods
 
 
-def _teacher_ft(ctx: BenchRun) -> Outcome:
+def _teacher_outcome(teacher, info: dict) -> Outcome:
+    """A Teacher-FT row's outcome: the teacher itself, selected on validation."""
     from augrl.teachers import teacher_stage
 
+    return Outcome(teacher, info.get("val") or {}, {"teacher": models.count_parameters(teacher)},
+                   {"teacher": teacher_stage(info)})
+
+
+def _teacher_ft(ctx: BenchRun) -> Outcome:
     teacher = ctx.teacher()
     info = ctx.shared.teacher_info
     ctx.charged_seconds += info.get("train_seconds") or 0.0  # the row's cost is the teacher's training
-    return Outcome(teacher, info.get("val") or {}, {"teacher": models.count_parameters(teacher)},
-                   {"teacher": teacher_stage(info)})
+    return _teacher_outcome(teacher, info)
 
 
 def _teacher_ft_source(ctx: BenchRun) -> Outcome:
@@ -483,7 +491,7 @@ def _teacher_ft_source(ctx: BenchRun) -> Outcome:
     class (leakage-filtered), then on the target set; cached like any teacher. The seed's shared
     teacher, which the other rows distil from, is not changed (set ``--teacher-source-shots`` for
     the whole bench to distil from a source-adapted teacher)."""
-    from augrl.teachers import fine_tuned_teacher, teacher_stage
+    from augrl.teachers import fine_tuned_teacher
 
     shots = int(ctx.method.options.get("source_shots", 0))
     if shots < 1:
@@ -492,9 +500,8 @@ def _teacher_ft_source(ctx: BenchRun) -> Outcome:
     teacher, info = fine_tuned_teacher(ctx.cfg.replace(teacher_source_shots=shots), ctx.data, ctx.progress)
     if info["cached"]:  # its cost is its training, whether it ran now or on an earlier bench
         ctx.charged_seconds += (info.get("train_seconds") or 0.0) - (time.perf_counter() - start)
-    ctx.info["teacher"] = {k: info.get(k) for k in ("cached", "train_seconds", "best_epoch", "val", "dir")}
-    return Outcome(teacher, info.get("val") or {}, {"teacher": models.count_parameters(teacher)},
-                   {"teacher": teacher_stage(info)})
+    ctx.note_teacher(info)
+    return _teacher_outcome(teacher, info)
 
 
 def _student_ft(ctx: BenchRun) -> Outcome:
@@ -670,7 +677,7 @@ def run_method(name: str, cfg: RunConfig, *, command: str = "distill", out_dir: 
     shared = SharedSeed(cfg, progress, teacher_dirs)
     ctx = BenchRun(method, method.run_config(cfg), shared, variants, dict(augmenter_params or {}), progress, max_steps)
     record, outcome = run_in(ctx, command)
-    if "teacher_metrics" not in record and shared.has_teacher and method.name != "teacher_ft":
+    if "teacher_metrics" not in record and shared.has_teacher and outcome.model is not shared.teacher():
         data = shared.data
         record["teacher_metrics"] = {"test": evaluate(shared.teacher(), data.test, data.task.spec, data.device,
                                                       cfg.teacher_train.eval_batch_size)}
