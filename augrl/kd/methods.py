@@ -155,8 +155,8 @@ class DistillContext:
         progress: show progress bars.
         method: the method's registry entry.
         stages: per-stage training summaries, filled by :meth:`record_stage`.
-        shared_teacher: ``fn() -> (teacher, info)`` handing over a teacher that is already
-            loaded (the bench's teacher of the seed); None: :func:`augrl.teachers.obtain_teacher`.
+        shared_teacher: ``fn() -> (teacher, info)`` handing over the row's fine-tuned teacher
+            (the seed's, from :func:`augrl.teachers.obtain_teacher`, loaded once per seed).
     """
 
     cfg: RunConfig
@@ -192,19 +192,18 @@ class DistillContext:
     # ------------------------------------------------------------------ models
 
     def teacher(self, index: int = 0) -> tuple[nn.Module, bool]:
-        """The ``index``-th ``--teacher-dir`` teacher, or (index 0 without dirs) the one fine-tuned
-        on the target train set (:func:`augrl.teachers.obtain_teacher`: trained on the first run
-        of a split, loaded from the cache after). Returns ``(teacher, not_given)``."""
+        """The ``index``-th ``--teacher-dir`` teacher, or (index 0 without dirs) the row's shared
+        teacher fine-tuned on the target train set (:attr:`shared_teacher`). Returns
+        ``(teacher, not_given)``."""
         if index < len(self.teacher_dirs):
             return models.load_model(self.teacher_dirs[index]).to(self.device), False
         if index > 0:
             raise ConfigError(f"teacher {index} asked for but only {len(self.teacher_dirs)} --teacher-dir given")
-        from augrl.teachers import obtain_teacher, teacher_stage
+        from augrl.teachers import teacher_stage
 
-        if self.shared_teacher is not None:
-            teacher, info = self.shared_teacher()
-        else:
-            teacher, info = obtain_teacher(self.cfg, self.data, progress=self.progress)
+        if self.shared_teacher is None:
+            raise ValueError("this DistillContext has no shared_teacher; trainers run as rows of augrl.methods")
+        teacher, info = self.shared_teacher()
         self.stages["teacher"] = teacher_stage(info)
         return teacher, True
 
