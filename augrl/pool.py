@@ -17,12 +17,23 @@ How a pool of ``size`` candidates is drawn (all seeded by ``seed``):
 Every candidate inherits its original's label and records the original's text, whether it
 comes from the source domain, the augmenter's word edit fraction and, for generators that
 score their samples (an augmenter with ``augment_scored``, e.g. L2A's), ``log P(z|x)``.
+
+Pools made for the selection benchmarks carry two more per-row records:
+
+* ``provenance``: how the row was made: the augmenter's name (every row of :func:`build_pool`),
+  ``"source"`` / ``"other_domain"`` (unaugmented rows of :func:`augrl.planted.budgeted_pool`)
+  or ``"planted"``;
+* ``planted`` / ``planted_kind``: the bad candidates :func:`augrl.planted.plant` adds
+  (``"flip"``, ``"unrelated"``, ``"shuffle"``; ``""`` on clean rows). These flags are ground
+  truth for scoring a selector (:func:`augrl.metrics.detection_auc`), never a feature.
+
+:meth:`CandidatePool.concat` joins pools.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -44,6 +55,18 @@ class CandidatePool:
         origin_ids: (N,) which original: row ``i`` of the target train set is ``i``; the
             ``k``-th source example drawn is ``N_train + k``.
         meta: how the pool was made (augmenter and params, sizes, seed).
+        planted: (N,) bool, True for bad candidates planted by :func:`augrl.planted.plant`;
+            None (the default) means none is: all False.
+        planted_kind: (N,) the planted kind (``"flip"``, ``"unrelated"``, ``"shuffle"``) of
+            each planted row, ``""`` on clean rows; None: ``""`` everywhere (``"planted"`` on
+            rows that ``planted`` flags).
+        provenance: (N,) how each row was made: an augmenter's name, ``"source"`` or
+            ``"other_domain"`` (unaugmented rows), ``"planted"``; None: ``meta["augmenter"]``
+            (or ``""``) for every row.
+
+    Raises:
+        ValueError: the per-row fields differ in length, or ``planted_kind`` is empty on a
+            planted row or set on a clean one.
     """
 
     texts: list
@@ -54,6 +77,26 @@ class CandidatePool:
     logprob: np.ndarray
     origin_ids: np.ndarray
     meta: dict = field(default_factory=dict)
+    planted: np.ndarray | None = None
+    planted_kind: list[str] | None = None
+    provenance: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.texts)
+        self.planted = np.zeros(n, dtype=bool) if self.planted is None else np.asarray(self.planted, dtype=bool)
+        if self.planted_kind is None:
+            self.planted_kind = ["planted" if p else "" for p in self.planted.tolist()]
+        self.planted_kind = [str(k) for k in self.planted_kind]
+        if self.provenance is None:
+            self.provenance = [str(self.meta.get("augmenter", ""))] * n
+        self.provenance = [str(p) for p in self.provenance]
+        lengths = {name: len(getattr(self, name)) for name in _ROW_FIELDS}
+        if set(lengths.values()) != {n}:
+            raise ValueError(f"a CandidatePool's per-row fields must all hold {n} rows, got {lengths}")
+        bad = [i for i, (p, k) in enumerate(zip(self.planted.tolist(), self.planted_kind)) if bool(p) != bool(k)]
+        if bad:
+            raise ValueError(f"planted_kind must be non-empty exactly on planted rows; row {bad[0]} is "
+                             f"planted={bool(self.planted[bad[0]])} with kind {self.planted_kind[bad[0]]!r}")
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -64,10 +107,12 @@ class CandidatePool:
         return bool(len(self)) and not np.isnan(self.logprob).all()
 
     def subset(self, indices: Sequence[int]) -> "CandidatePool":
+        """The rows ``indices`` (in that order; repeats allowed), every per-row field kept."""
         idx = [int(i) for i in indices]
         return CandidatePool([self.texts[i] for i in idx], self.labels[idx], [self.origins[i] for i in idx],
                              self.is_source[idx], self.edit_fraction[idx], self.logprob[idx], self.origin_ids[idx],
-                             dict(self.meta, subset=len(idx)))
+                             dict(self.meta, subset=len(idx)), self.planted[idx],
+                             [self.planted_kind[i] for i in idx], [self.provenance[i] for i in idx])
 
     def columns(self, text_fields: Sequence[str]) -> dict[str, list]:
         """A column dict (``text`` or ``text_a``/``text_b``, ``label``) that
@@ -83,16 +128,64 @@ class CandidatePool:
 
     def originals_columns(self, text_fields: Sequence[str]) -> dict[str, list]:
         """As :meth:`columns`, with each candidate's original in its place."""
-        return CandidatePool(self.origins, self.labels, self.origins, self.is_source, self.edit_fraction,
-                             self.logprob, self.origin_ids).columns(text_fields)
+        return replace(self, texts=list(self.origins)).columns(text_fields)
+
+    @classmethod
+    def concat(cls, pools: Sequence["CandidatePool"], offset_ids: bool = True,
+               meta: dict | None = None) -> "CandidatePool":
+        """The rows of ``pools``, one after the other, every per-row field kept.
+
+        Args:
+            pools: at least one pool; all of single texts or all of pairs, with labels of one
+                kind (class indices or scores).
+            offset_ids: shift each pool's ``origin_ids`` past those of the pools before it
+                (part ``p`` adds ``1 + `` the largest shifted id so far), so that originals of
+                different pools never share an id. False keeps the ids as they are, for parts
+                drawn from one task whose ids already name the same originals (row ``i`` of
+                the target train set is ``i`` in every :func:`build_pool` with
+                ``source_fraction=0``).
+            meta: extra entries for the result's ``meta``.
+
+        Returns:
+            A pool of ``sum(len(p))`` rows; ``meta["parts"]`` lists each part's ``meta`` with its
+            ``size`` and ``id_offset``.
+        """
+        pools = list(pools)
+        if not pools:
+            raise ConfigError("CandidatePool.concat needs at least one pool")
+        filled = [p for p in pools if len(p)]
+        if len({isinstance(p.texts[0], tuple) for p in filled}) > 1:
+            raise ConfigError("cannot concatenate pools of single texts with pools of text pairs")
+        if len({np.issubdtype(p.labels.dtype, np.floating) for p in filled}) > 1:
+            raise ConfigError("cannot concatenate pools of class labels with pools of regression scores")
+        offsets, ids, start = [], [], 0
+        for p in pools:
+            shift = start if offset_ids else 0
+            offsets.append(shift)
+            ids.append(np.asarray(p.origin_ids, dtype=np.int64) + shift)
+            if offset_ids and len(p):
+                start = int(ids[-1].max()) + 1
+        labels = np.concatenate([p.labels for p in filled]) if filled else pools[0].labels[:0]
+        parts = [dict(p.meta, size=len(p), id_offset=off) for p, off in zip(pools, offsets)]
+        return cls([t for p in pools for t in p.texts], labels, [o for p in pools for o in p.origins],
+                   np.concatenate([p.is_source for p in pools]).astype(bool),
+                   np.concatenate([p.edit_fraction for p in pools]).astype(np.float32),
+                   np.concatenate([p.logprob for p in pools]).astype(np.float64), np.concatenate(ids),
+                   {"parts": parts, "size": sum(len(p) for p in pools), **(meta or {})},
+                   np.concatenate([p.planted for p in pools]), [k for p in pools for k in p.planted_kind],
+                   [v for p in pools for v in p.provenance])
 
 
-def _rows(dataset, fields: Sequence[str]) -> list:
+_ROW_FIELDS = ("labels", "origins", "is_source", "edit_fraction", "logprob", "origin_ids", "planted", "planted_kind",
+               "provenance")
+
+
+def dataset_rows(dataset, fields: Sequence[str]) -> list:
     cols = [list(dataset[f]) for f in fields]
     return cols[0] if len(cols) == 1 else list(zip(*cols))
 
 
-def _stratified(labels: np.ndarray, k: int, rng: np.random.Generator, classification: bool) -> np.ndarray:
+def stratified_indices(labels: np.ndarray, k: int, rng: np.random.Generator, classification: bool) -> np.ndarray:
     """``k`` row indices drawn without replacement, as even across classes as the data allows."""
     n = len(labels)
     k = min(k, n)
@@ -155,7 +248,7 @@ def build_pool(task, augmenter, size: int, variants: int = 4, source_fraction: f
 
     texts, labels, origins, from_source, logprobs, origin_ids = [], [], [], [], [], []
     if k_target:
-        train_texts, train_labels = _rows(task.train, fields), list(task.train["label"])
+        train_texts, train_labels = dataset_rows(task.train, fields), list(task.train["label"])
         per = math.ceil(k_target / len(train_texts))
         outs, lps = _augment(augmenter, train_texts, train_labels, per, seed)
         order = rng.permutation(len(train_texts))
@@ -169,9 +262,9 @@ def build_pool(task, augmenter, size: int, variants: int = 4, source_fraction: f
             origin_ids.append(int(i))
     if k_source:
         source_labels = np.asarray(list(task.source["label"]))
-        rows = _stratified(source_labels, math.ceil(k_source / variants), rng, classification)
+        rows = stratified_indices(source_labels, math.ceil(k_source / variants), rng, classification)
         chosen = task.source.select(sorted(int(r) for r in rows))
-        src_texts, src_labels = _rows(chosen, fields), list(chosen["label"])
+        src_texts, src_labels = dataset_rows(chosen, fields), list(chosen["label"])
         outs, lps = _augment(augmenter, src_texts, src_labels, variants, seed + 1)
         offset = len(task.train)
         for i in range(len(src_texts)):
@@ -191,4 +284,5 @@ def build_pool(task, augmenter, size: int, variants: int = 4, source_fraction: f
             "source_fraction": source_fraction, "seed": seed}
     return CandidatePool(texts, np.asarray(labels, dtype=dtype), origins, np.asarray(from_source, dtype=bool),
                          np.asarray([edit_fraction(o, t) for o, t in zip(origins, texts)], dtype=np.float32),
-                         np.asarray(logprobs, dtype=np.float64), np.asarray(origin_ids, dtype=np.int64), meta)
+                         np.asarray(logprobs, dtype=np.float64), np.asarray(origin_ids, dtype=np.int64), meta,
+                         provenance=[meta["augmenter"]] * len(texts))

@@ -556,7 +556,7 @@ def _no_hub(dataset: str) -> RawTask:
     )
 
 
-def _read_sst2(root: Path, split: str = "train") -> list[dict]:
+def read_sst2(root: Path, split: str = "train") -> list[dict]:
     rows = readers.read_tsv_plain(root / "sst2" / f"{split}.tsv", columns=("text", "label"))
     return [_single(r, _check_text(r, "text"), _label_index(r["label"], ("0", "1"), r), "sst2") for r in rows]
 
@@ -568,7 +568,7 @@ def _sst2_from_hub(split: str) -> list[dict]:
 def _load_sst2(root: Path | None) -> RawTask:
     if root is None:
         return RawTask(target={"train": _sst2_from_hub("train"), "test": _sst2_from_hub("validation")})
-    return RawTask(target={"train": _read_sst2(root, "train"), "test": _read_sst2(root, "dev")})
+    return RawTask(target={"train": read_sst2(root, "train"), "test": read_sst2(root, "dev")})
 
 
 def _load_rt(root: Path | None) -> RawTask:
@@ -580,10 +580,10 @@ def _load_rt(root: Path | None) -> RawTask:
     for label, polarity in enumerate(("neg", "pos")):
         for r in readers.read_lines(root / "rt" / f"rt-polarity.{polarity}", encoding="latin-1"):
             target.append(_single(r, r["text"], label, "rt"))
-    return RawTask(target={"all": target}, source=_read_sst2(root, "train"))
+    return RawTask(target={"all": target}, source=read_sst2(root, "train"))
 
 
-def _read_mrpc(root: Path, split: str) -> list[dict]:
+def read_mrpc(root: Path, split: str) -> list[dict]:
     cols = ("Quality", "#1 String", "#2 String")
     rows = readers.read_tsv_plain(root / "mrpc" / f"{split}.tsv", columns=cols)
     return [
@@ -604,7 +604,7 @@ def _load_cikm(root: Path | None) -> RawTask:
         _pair(r, _check_text(r, "en1"), _check_text(r, "en2"), _label_index(r["label"], ("0", "1"), r), "cikm")
         for r in rows
     ]
-    return RawTask(target={"all": target}, source=_read_mrpc(root, "train") + _read_mrpc(root, "dev"))
+    return RawTask(target={"all": target}, source=read_mrpc(root, "train") + read_mrpc(root, "dev"))
 
 
 def _read_rte(root: Path, split: str) -> list[dict]:
@@ -620,7 +620,7 @@ def _read_rte(root: Path, split: str) -> list[dict]:
     ]
 
 
-def _read_sick(root: Path) -> list[dict]:
+def read_sick(root: Path) -> list[dict]:
     cols = ("sentence_A", "sentence_B", "entailment_label", "relatedness_score", "SemEval_set")
     return readers.read_tsv_plain(root / "sick" / "SICK.txt", columns=cols)
 
@@ -632,7 +632,7 @@ def _load_rte(root: Path | None) -> RawTask:
     if root is None:
         return _no_hub("SICK (the source of the rte task)")
     source = []
-    for r in _read_sick(root):
+    for r in read_sick(root):
         mapped = _SICK_TO_RTE.get(r["entailment_label"])
         if mapped is None:
             raise DataError(
@@ -650,7 +650,7 @@ def _load_sick_relatedness(root: Path | None) -> RawTask:
         return _no_hub("SICK")
     by_split: dict[str, list[dict]] = {"train": [], "validation": [], "test": []}
     names = {"TRAIN": "train", "TRIAL": "validation", "TEST": "test"}
-    for r in _read_sick(root):
+    for r in read_sick(root):
         split = names.get(r["SemEval_set"].strip())
         if split is None:
             raise DataError(

@@ -10,23 +10,39 @@ One episode is one pass over the candidate pool D' (Algorithm 1 of L2A), in batc
 * **dynamics**: one :class:`~augrl.kd.Distiller` step on the kept candidates plus
   ``target_batch_size`` target few-shot examples drawn at random, with the teacher's cached
   outputs;
-* **reward**: after the step, the change of the student's validation metric (``reward="metric"``,
-  accuracy or Pearson as in L2A) or the decrease of its validation loss (``reward="loss"``).
+* **reward** (``reward=``):
+
+  - ``paired`` (default): from one snapshot of the student and its optimiser, the step is taken
+    twice: on the kept candidates and on a random subset of the batch of the same size, with the
+    same target rows and the same dropout draws. The reward is how much more the kept step
+    lowered KL(teacher || student) on the reward's validation set (fp32, eval mode, teacher
+    logits cached) than the random step did; the episode continues from the kept step. General
+    progress, the target rows and dropout cancel; what is left is the value of the choice.
+    Keeping all or none of a batch gives exactly 0 (the control is the same set).
+  - ``metric``: the change of the student's validation metric after the step (accuracy or
+    Pearson, as in L2A); it telescopes: an episode's return is the final validation metric minus
+    the initial one. At few-shot scale it is mostly noise (see the README, "The environment").
+  - ``loss``: the decrease of the validation loss (cross-entropy to the gold labels, MSE).
+
+**Episodes** start from warm-start snapshots (``snapshot_steps``): a student trained with the
+environment's own step on every candidate, saved after 0, 10, 25, 50 and 100 steps by default,
+built once per world and cached on disk (:meth:`~augrl.envs.world.KDWorld.snapshots`); each
+``reset`` restores one, drawn at random (``info["start_step"]`` says which), so the agent sees
+the states a distilled student passes through rather than only its first steps.
+``episode_length`` sets the steps per episode (default: one pass over the pool).
 
 Kept nothing: when no candidate of a batch is kept, the step still trains on the target
 examples (the counterfactual "no augmentation" step) and the reward is measured as usual; with
 ``target_batch_size=0`` nothing is trained, the reward is 0 and ``info["updated"]`` is False.
 In sample mode, decisions that do not complete a batch get reward 0; the batch's reward comes
-with its B-th decision. The metric reward telescopes: an episode's return is the student's
-final validation metric minus its initial one.
+with its B-th decision.
 
 Cost: the teacher's outputs on the pool and the validation set are computed once
-(:class:`~augrl.envs.world.KDWorld`). The student's forward pass that produces a batch's
-observation runs in training mode with its autograd graph kept, and the distillation step
-reuses it on the kept rows (:meth:`augrl.kd.outputs.Outputs.rows`), so each candidate costs
-one forward and one backward pass. The student's word embeddings are frozen by default
-(``freeze_embeddings``): on a CPU their dense update costs more than the rest of a step. The
-validation pass for the reward is the remaining cost; ``val_size`` trades it for noise.
+(:class:`~augrl.envs.world.KDWorld`). Each step costs an eval-mode forward pass over the
+batch for the observation, one training step (two with ``paired``) on the kept rows and the
+target rows, and one validation pass per step taken (two with ``paired``); ``val_size`` trades
+the validation passes for noise. The student's word embeddings are frozen by default
+(``freeze_embeddings``): on a CPU their dense update costs more than the rest of a step.
 
 Randomness: ``seed`` (a keyword argument) fixes the split, the pool and the student's initial
 weights; ``reset(seed=...)`` fixes the episode: the order of the pool, the target examples
@@ -53,7 +69,8 @@ from augrl.metrics import compute_metrics
 from augrl.runtime import native_bf16
 
 from .config import AugmentKDConfig
-from .features import feature_bounds, feature_names, observation
+from .features import (NORMALIZED_CLIP, FeatureScaler, feature_bounds, feature_names, head_gradient,
+                       head_influence, logit_gradients, observation)
 from .world import KDWorld, build_world
 
 
@@ -73,7 +90,7 @@ class AugmentKDEnv(gym.Env):
     Spaces:
         ``decision="batch"``: observation ``Box(B, F)``, action ``MultiBinary(B)``;
         ``decision="sample"``: observation ``Box(F,)``, action ``Discrete(2)`` (1 = keep).
-        F = ``2 C + 11`` for C classes, 11 for regression (see :mod:`augrl.envs.features`).
+        F = ``2 C + 18`` for C classes, 15 for regression, minus the features constant over the pool (``world.feature_names``) (see :mod:`augrl.envs.features`).
 
     ``info`` after every step: ``updated`` (a distillation step was taken), ``kept`` and
     ``kept_fraction`` (of the batch just decided), ``kept_total`` and ``candidates_seen``
@@ -99,8 +116,17 @@ class AugmentKDEnv(gym.Env):
         self.config = c = world.config
         self.device = world.data.device
         self.task_spec = world.data.task.spec
-        self.feature_names = feature_names(world.num_labels)
-        self._low, self._high = feature_bounds(world.num_labels)
+        every = feature_names(world.num_labels)
+        self.feature_names = list(world.feature_names or every)
+        self._columns = np.asarray([every.index(n) for n in self.feature_names])
+        self._raw_low, self._raw_high = feature_bounds(world.num_labels)
+        if c.normalize_obs:
+            self._low = np.full(len(self._columns), -NORMALIZED_CLIP, dtype=np.float32)
+            self._high = -self._low
+        else:
+            self._low, self._high = self._raw_low[self._columns], self._raw_high[self._columns]
+        self.scaler: FeatureScaler | None = None
+        self._progress_column = self.feature_names.index("progress")
         self.B = c.batch_size
         if c.decision == "batch":
             self.observation_space = spaces.Box(np.tile(self._low, (self.B, 1)), np.tile(self._high, (self.B, 1)),
@@ -116,12 +142,17 @@ class AugmentKDEnv(gym.Env):
             self.precision = c.precision
         self.student = world.new_student()
         self.distiller = None
+        objective = c.run_config().kd_objective()
+        self._hard_weight = float(objective.get("hard_ce", 0.0))
+        self._soft_weight = float(sum(w for k, w in objective.items() if k != "hard_ce")) or 1.0
+        self._head_grad: torch.Tensor | None = None
+        self.start_step = 0
         self._rng_state: torch.Tensor | None = None
         self._cuda_rng_state: torch.Tensor | None = None
         self._order: np.ndarray | None = None
         self._batch = 0
         self._decisions: list[int] = []
-        self._outputs = None
+        self._batch_tensors = None
         self._rows: torch.Tensor | None = None
         self._target_rows: torch.Tensor | None = None
         self._obs: np.ndarray | None = None
@@ -140,6 +171,25 @@ class AugmentKDEnv(gym.Env):
             self.student.load_state_dict(self.world.student_template.state_dict())
             with self._private_rng():
                 self.distiller = self.world.new_distiller(self.student)
+            self.start_step = 0
+            if self.config.normalize_obs and self.scaler is None:
+                self.scaler = self.feature_scaler()
+                self.student.load_state_dict(self.world.student_template.state_dict())
+                with self._private_rng():
+                    self.distiller = self.world.new_distiller(self.student)
+            snapshots = self.world.snapshots()
+            if snapshots:
+                wanted = (options or {}).get("snapshot")
+                steps = [s for s, _ in snapshots]
+                if wanted is None:
+                    index = int(self.np_random.integers(len(snapshots)))
+                elif wanted in steps:
+                    index = steps.index(wanted)
+                else:
+                    raise ValueError(f"reset(options={{'snapshot': {wanted!r}}}): no snapshot at that step; the "
+                                     f"world has {steps} (snapshot_steps)")
+                self.start_step, state = snapshots[index]
+                self.distiller.load_training_state(state)
         self._order = self._episode_order()
         self._batch = 0
         self._decisions = []
@@ -175,9 +225,8 @@ class AugmentKDEnv(gym.Env):
         self._batch += 1
         terminated = self._batch >= self.steps_per_episode
         if terminated:
-            self._outputs = None
             obs = np.zeros(self.observation_space.shape, dtype=np.float32)
-            obs[..., -1] = 1.0  # progress
+            obs[..., self._progress_column] = self._high[self._progress_column]
         else:
             self._start_batch()
             obs = self._current_obs()
@@ -187,8 +236,16 @@ class AugmentKDEnv(gym.Env):
             info["episode_kept_indices"] = list(self._episode["kept"])
         return obs, float(reward), terminated, False, info
 
+    @property
+    def batch_rows(self) -> np.ndarray:
+        """(B,) pool indices of the candidates the next action decides (oracle policies and
+        diagnostics read it; an agent should act on the observation)."""
+        if self._rows is None:
+            raise RuntimeError("call reset() first")
+        return self._rows.numpy().copy()
+
     def close(self) -> None:
-        self._outputs = None
+        self._batch_tensors = None
 
     # ------------------------------------------------------------------ actions
 
@@ -241,11 +298,11 @@ class AugmentKDEnv(gym.Env):
     def _episode_order(self) -> np.ndarray:
         """The pool's order this episode: shuffled; with ``length_bucketing``, each run of 8 B
         candidates sorted by length and cut into batches, then the batches shuffled."""
-        order = self.np_random.permutation(self.world.num_candidates)
+        n, used = self.world.num_candidates, self.steps_per_episode * self.B
+        order = np.concatenate([self.np_random.permutation(n) for _ in range(max(1, -(-used // n)))])
         if not self.config.length_bucketing:
             return order
         lengths = self.world.lengths
-        used = self.steps_per_episode * self.B
         bucket = 8 * self.B
         batches = []
         for start in range(0, used, bucket):
@@ -256,8 +313,8 @@ class AugmentKDEnv(gym.Env):
         return np.concatenate(batches + [order[used:]])
 
     def _start_batch(self) -> None:
-        """Draw the batch's target examples and run the student on the candidates (the pass is
-        kept, with its graph, for the update)."""
+        """Draw the batch's target examples and compute the candidates' observation (an eval-mode
+        pass of the student; the step runs its own training-mode passes)."""
         start = self._batch * self.B
         self._rows = torch.as_tensor(self._order[start:start + self.B].copy())
         t = self.config.target_batch_size
@@ -268,76 +325,165 @@ class AugmentKDEnv(gym.Env):
         else:
             self._target_rows = torch.empty(0, dtype=torch.long)
         self._batch_tensors = self.world.encoded.batch(self._rows, self.device)
-        self.student.train()
-        with self._private_rng(), self._autocast():
-            self._outputs = self.distiller.student_outputs(self._batch_tensors)
-        logits = self._outputs.logits
-        progress = self._batch * self.B / (self.steps_per_episode * self.B)
-        self._obs = observation(self.world.static, self._rows, logits,
-                                torch.as_tensor(self.world.pool.labels)[self._rows], progress, self._low, self._high)
+        progress = self._batch / self.steps_per_episode
+        self._obs = self._raw_features(self._rows, self._batch_tensors, progress)
+        if self.scaler is not None:
+            self._obs = self.scaler(self._obs)
+
+    def _raw_features(self, rows: torch.Tensor, batch: dict, progress: float) -> np.ndarray:
+        """(B, F) the unscaled features of candidates ``rows`` (``batch``: their tensors) for the
+        current student."""
+        logits, head_inputs = self._student_view(batch)
+        labels = torch.as_tensor(self.world.pool.labels)[rows]
+        teacher = self.world.cache.logits[rows].float()
+        grads = logit_gradients(logits, teacher, labels, self._hard_weight, self._soft_weight)
+        influence = head_influence(self._head_grad, grads, head_inputs) if head_inputs is not None \
+            else torch.zeros(len(rows))
+        return observation(self.world.static, rows, logits, labels, progress, influence, self._raw_low,
+                           self._raw_high)[:, self._columns]
+
+    def feature_scaler(self) -> FeatureScaler:
+        """The world's :class:`FeatureScaler`: each feature's mean and std over up to 512 pool
+        candidates (a fixed seeded sample) under every warm-start state (the initial student
+        without snapshots); measured once and kept in the world. Leaves the student at the last
+        state it loaded: call it before choosing the episode's state."""
+        key = ("feature_scaler", tuple(self.config.snapshot_steps or ()), tuple(self.feature_names))
+        store = self.world.snapshot_store
+        if key not in store:
+            rng = np.random.default_rng([int(self.config.seed) & 0xFFFFFFFF, 31])
+            sample = np.sort(rng.choice(self.world.num_candidates, size=min(512, self.world.num_candidates),
+                                        replace=False))
+            states = [state for _, state in self.world.snapshots()] or [None]
+            rows_seen = []
+            for state in states:
+                if state is not None:
+                    self.distiller.load_training_state(state)
+                self._validate()
+                for start in range(0, len(sample), self.B):
+                    rows = torch.as_tensor(sample[start:start + self.B])
+                    rows_seen.append(self._raw_features(rows, self.world.encoded.batch(rows, self.device), 0.5))
+            raw = np.concatenate(rows_seen)
+            scaler = FeatureScaler.fit(raw)
+            j = self._progress_column
+            scaler.mean[j], scaler.std[j] = 0.5, float(np.sqrt(1 / 12))
+            store[key] = scaler
+        return store[key]
+
+    @torch.no_grad()
+    def _student_view(self, batch: dict, fp32: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The student's eval-mode logits (B, C) on ``batch`` and what its classification head
+        reads (B, H), or None for a student without a linear ``classifier``; ``fp32``: without
+        the env's bf16 autocast."""
+        head = getattr(self.student, "classifier", None)
+        seen: list[torch.Tensor] = []
+        hook = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach())) \
+            if isinstance(head, torch.nn.Linear) else None
+        was_training = self.student.training
+        self.student.eval()
+        try:
+            with contextlib.nullcontext() if fp32 else self._autocast():
+                logits = self.student(**models.model_inputs(self.student, batch)).logits.float().cpu()
+        finally:
+            if hook is not None:
+                hook.remove()
+            self.student.train(was_training)
+        return logits, (seen[0].float().cpu() if seen else None)
 
     def _current_obs(self) -> np.ndarray:
         if self.config.decision == "batch":
             return self._obs.copy()
         row = self._obs[len(self._decisions)].copy()
-        row[-1] = (self._batch * self.B + len(self._decisions)) / (self.steps_per_episode * self.B)
+        progress = (self._batch * self.B + len(self._decisions)) / (self.steps_per_episode * self.B)
+        if self.scaler is not None:
+            j = self._progress_column
+            progress = np.clip((progress - self.scaler.mean[j]) / self.scaler.std[j], -NORMALIZED_CLIP, NORMALIZED_CLIP)
+        row[self._progress_column] = progress
         return row
 
     def _distil(self, keep: np.ndarray) -> tuple[float, bool, dict]:
         """One distillation step on the kept candidates and the target rows; the reward.
 
-        The kept rows reuse the observation's forward pass; the target rows get their own
-        (padded to their own length). The objective is the mean over all trained rows: each
-        part's mean loss weighted by its row count, exactly a joint batch's mean.
+        ``paired``: the same step is first taken on a random subset of the batch of the kept
+        set's size, from the same training state and random state (so the target rows get the
+        same dropout masks), its validation divergence measured, and the state restored; then
+        the kept step is taken and the episode goes on from it. The target rows come first in
+        the step, so both steps draw their masks identically.
         """
-        positions = torch.as_tensor(np.flatnonzero(keep), dtype=torch.long)
+        positions = np.flatnonzero(keep)
         n_kept, n_target = len(positions), len(self._target_rows)
         if n_kept + n_target == 0:
-            self._outputs = None
             return 0.0, False, {}
-        parts = []
-        if n_kept:
-            sub = models.batch_rows(self._batch_tensors, positions)
-            length = models.model_inputs(self.student, sub)["input_ids"].shape[1]
-            parts.append((sub, self._outputs.rows(positions.to(self.device), length)))
-        if n_target:
-            parts.append((self.world.encoded.batch(self._target_rows, self.device), None))
-        with self._private_rng(), self._autocast():
-            terms = self.distiller.step_parts(parts, self.world.cache)
-        self._outputs = None
         before = self._val
-        self._val = self._validate()
-        if self.config.reward == "metric":
-            reward = self._val["val_metric"] - before["val_metric"]
+        if self.config.reward == "paired":
+            state, rng = self.distiller.training_state(), self._rng_state.clone()
+            control = np.sort(self.np_random.choice(self.B, size=n_kept, replace=False))
+            self._step_on(control)
+            divergence_control = self._validate(head=False)["val_divergence"]
+            self.distiller.load_training_state(state)
+            self._rng_state = rng
+            terms = self._step_on(positions)
+            self._val = self._validate()
+            reward = divergence_control - self._val["val_divergence"]
         else:
-            reward = before["val_loss"] - self._val["val_loss"]
-        return reward, True, terms
+            terms = self._step_on(positions)
+            self._val = self._validate()
+            if self.config.reward == "metric":
+                reward = self._val["val_metric"] - before["val_metric"]
+            else:
+                reward = before["val_loss"] - self._val["val_loss"]
+        return float(reward), True, terms
+
+    def _step_on(self, positions: np.ndarray) -> dict:
+        """One distiller step on the target rows and the batch's candidates at ``positions``."""
+        parts = []
+        if len(self._target_rows):
+            parts.append((self.world.encoded.batch(self._target_rows, self.device), None))
+        if len(positions):
+            rows = self._rows[torch.as_tensor(positions, dtype=torch.long)]
+            parts.append((self.world.encoded.batch(rows, self.device), None))
+        with self._private_rng(), self._autocast():
+            return self.distiller.step_parts(parts, self.world.cache)
 
     @torch.no_grad()
-    def _validate(self) -> dict:
-        """The student's metric, loss and agreement with the teacher on the reward's validation set."""
-        from augrl.batching import predict
-
-        with self._autocast():
-            logits = predict(self.student, self.world.val, self.config.val_batch_size, self.device).float()
-        labels = self.world.val.labels
-        metrics = compute_metrics(logits.numpy(), labels.numpy(), self.task_spec.num_labels)
+    def _validate(self, head: bool = True) -> dict:
+        """The student's metric, loss, divergence from the teacher and agreement with it on the
+        reward's validation set (eval mode, fp32 for the paired reward); with ``head``, also the
+        validation gradient at the classification head that the ``head_influence`` feature reads."""
+        val = self.world.val
+        order = sorted(range(len(val)), key=lambda i: len(val.input_ids[i]))
+        logits, inputs = torch.empty(len(val), self.world.num_labels), []
+        bs = self.config.val_batch_size
+        for start in range(0, len(order), bs):
+            idx = order[start:start + bs]
+            out, h = self._student_view(val.batch(idx, self.device), fp32=self.config.reward == "paired")
+            logits[torch.tensor(idx)] = out
+            inputs.append((idx, h))
+        labels = val.labels
         teacher = self.world.val_teacher_logits
+        metrics = compute_metrics(logits.numpy(), labels.numpy(), self.task_spec.num_labels)
         if self.task_spec.is_regression:
             loss = float(torch.nn.functional.mse_loss(logits[:, 0], labels.float()))
+            divergence = float(torch.nn.functional.mse_loss(logits[:, 0], teacher[:, 0]))
             agreement = float(np.corrcoef(logits[:, 0].numpy(), teacher[:, 0].numpy())[0, 1]) \
                 if len(labels) > 1 and logits.std() > 0 and teacher.std() > 0 else 0.0
         else:
             loss = float(torch.nn.functional.cross_entropy(logits, labels))
+            log_t = torch.log_softmax(teacher, -1)
+            divergence = float((log_t.exp() * (log_t - torch.log_softmax(logits, -1))).sum(-1).mean())
             agreement = float((logits.argmax(-1) == teacher.argmax(-1)).float().mean())
+        if head and inputs and inputs[0][1] is not None:
+            h = torch.empty(len(val), inputs[0][1].shape[-1])
+            for idx, part in inputs:
+                h[torch.tensor(idx)] = part
+            self._head_grad = head_gradient(logit_gradients(logits, teacher, None, 0.0, 1.0), h)
         metric = metrics[self.task_spec.metric]
         return {"val_metric": 0.0 if np.isnan(metric) else float(metric), "val_loss": loss,
-                "val_teacher_agreement": agreement, "val_metrics": metrics}
+                "val_divergence": divergence, "val_teacher_agreement": agreement, "val_metrics": metrics}
 
     def _info(self, updated: bool, kept: int, terms: dict) -> dict:
         return {"updated": updated, "kept": kept, "kept_fraction": kept / self.B,
                 "kept_total": self._episode["kept_total"], "candidates_seen": self._episode["candidates_seen"],
-                "batch": self._batch, "loss_terms": dict(terms),
+                "batch": self._batch, "start_step": self.start_step, "loss_terms": dict(terms),
                 **{k: dict(v) if isinstance(v, dict) else v for k, v in self._val.items()}}
 
     # ------------------------------------------------------------------ conveniences

@@ -12,7 +12,7 @@ from augrl.pipelines import RunConfig
 from augrl.training import TrainConfig
 
 DECISIONS = ("batch", "sample")
-REWARDS = ("metric", "loss")
+REWARDS = ("paired", "metric", "loss")
 STUDENT_RESETS = ("episode", "never")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -40,12 +40,26 @@ class AugmentKDConfig(ConfigMixin):
         batch_size: B, candidates per distillation step.
         decision: ``batch`` (one ``MultiBinary(B)`` action per step) or ``sample`` (one
             ``Discrete(2)`` action per candidate; the student is updated every B decisions).
-        reward: ``metric`` (change of the validation metric, L2A) or ``loss`` (decrease of the
-            validation loss: cross-entropy to the gold labels, MSE for regression).
+        reward: ``paired`` (default: how much more the step on the kept candidates lowered
+            KL(teacher || student) on the reward's validation set than the same step on a
+            random subset of the batch of the same size, from the same student and optimiser
+            state, with the same target rows and dropout draws; regression: the MSE to the
+            teacher's predictions), ``metric`` (change of the validation metric after the step,
+            as in L2A) or ``loss`` (decrease of the validation loss: cross-entropy to the gold
+            labels, MSE for regression). See :class:`~augrl.envs.AugmentKDEnv`.
         val_size: validation examples the reward is computed on (None: the whole split; a
             smaller, class-stratified seeded subset is faster and noisier).
-        student_reset: ``episode`` (every reset restores the initial student and optimiser) or
-            ``never`` (the student keeps learning across episodes).
+        student_reset: ``episode`` (every reset restores a student and its optimiser: a
+            warm-start snapshot, or the initial student without snapshots) or ``never`` (the
+            student keeps learning across episodes).
+        snapshot_steps: warm starts: snapshots of a student trained with the environment's step
+            on every candidate after these many steps (built once per world, cached); each
+            reset starts from one of them, drawn at random (``reset(options={"snapshot": s})``
+            picks step ``s``). Empty: every episode starts from the initial student.
+        episode_length: distillation steps per episode (None: ``pool_size // batch_size``, one
+            pass over the pool).
+        normalize_obs: standardise each feature with running statistics (clipped to [-5, 5]);
+            False: raw values in their documented ranges.
         target_batch_size: target few-shot examples added to every distillation step (0: the
             student learns from kept candidates only).
 
@@ -88,9 +102,12 @@ class AugmentKDConfig(ConfigMixin):
     source_fraction: float | None = None
     batch_size: int = 32
     decision: str = "batch"
-    reward: str = "metric"
+    reward: str = "paired"
     val_size: int | None = None
     student_reset: str = "episode"
+    snapshot_steps: tuple = (0, 10, 25, 50, 100)
+    episode_length: int | None = None
+    normalize_obs: bool = True
     target_batch_size: int = 8
     objective: dict | None = None
     loss_params: dict = field(default_factory=dict)
@@ -119,6 +136,13 @@ class AugmentKDConfig(ConfigMixin):
                               "episode is pool_size // batch_size distillation steps")
         if self.target_batch_size < 0:
             raise ConfigError(f"target_batch_size must be >= 0, got {self.target_batch_size}")
+        steps = list(self.snapshot_steps or ())
+        if any(not isinstance(x, int) or isinstance(x, bool) or x < 0 for x in steps) or steps != sorted(set(steps)):
+            raise ConfigError(f"snapshot_steps must be increasing distinct integers >= 0 (e.g. [0, 10, 25, 50, 100]) "
+                              f"or empty, got {self.snapshot_steps!r}")
+        self.snapshot_steps = tuple(steps)
+        if self.episode_length is not None and self.episode_length < 1:
+            raise ConfigError(f"episode_length must be >= 1 or None, got {self.episode_length}")
         if self.val_size is not None and self.val_size < 2:
             raise ConfigError(f"val_size must be >= 2 or None, got {self.val_size}")
         if self.objective:
@@ -126,9 +150,17 @@ class AugmentKDConfig(ConfigMixin):
 
     @property
     def episode_steps(self) -> int:
-        """Distillation steps per episode: ``pool_size // batch_size`` (the remainder of each
-        episode's shuffled pool waits for a later episode)."""
-        return self.pool_size // self.batch_size
+        """Distillation steps per episode: ``episode_length``, else ``pool_size // batch_size``
+        (the remainder of each episode's shuffled pool waits for a later episode)."""
+        return self.episode_length or self.pool_size // self.batch_size
+
+    def check_snapshots(self, final_steps: int, final: str = "the final student") -> None:
+        """Refuse warm-start snapshots later than the optimiser steps of the student they stand
+        for (``final_steps``), before any training starts."""
+        if self.snapshot_steps and max(self.snapshot_steps) > final_steps:
+            raise ConfigError(f"snapshot_steps {list(self.snapshot_steps)} reach step {max(self.snapshot_steps)}, but "
+                              f"{final} trains for {final_steps} optimiser steps: the agent would see states it never "
+                              f"passes through; use snapshot steps in [0, {final_steps}]")
 
     @classmethod
     def from_run_config(cls, run: RunConfig, **changes) -> "AugmentKDConfig":

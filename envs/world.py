@@ -14,16 +14,19 @@ Index layout of :attr:`KDWorld.data` (one encoded set, one teacher cache): rows
 from __future__ import annotations
 
 import copy
+import hashlib
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Iterable, Sequence
 
 import numpy as np
 import torch
 
 from augrl import baselines, models
+from augrl.artifacts import texts_fingerprint
 from augrl.augmented import encode_pool
-from augrl.batching import Encoded, encode, predict
+from augrl.batching import Encoded, encode
 from augrl.errors import ConfigError
 from augrl.kd.cache import TeacherCache
 from augrl.kd.distiller import Distiller
@@ -33,7 +36,7 @@ from augrl.pool import CandidatePool, build_pool
 from augrl.teachers import obtain_teacher
 
 from .config import AugmentKDConfig
-from .features import static_features
+from .features import centroid_cosine_distance, feature_names, max_cosine_similarity, static_columns, static_features
 
 
 @dataclass
@@ -50,10 +53,14 @@ class KDWorld:
         static: per-candidate features that depend on the teacher alone (see
             :func:`augrl.envs.features.static_features`), N rows each.
         val: the reward's validation examples; ``val_teacher_logits`` (V, C) the teacher's
-            outputs on them.
+            outputs on them, ``val_repr`` (V, H) its sentence representations.
         student_template: the student's initial weights (copied into each env).
         teacher_info: how the teacher was obtained (cached or trained, validation metrics).
         timings: seconds spent building each part.
+        feature_names: the observation's features (:mod:`augrl.envs.features`) minus
+            ``dropped_features``, those that depend on the teacher alone and are constant over
+            this pool.
+        snapshot_store: the warm-start snapshots, built on first use (:meth:`snapshots`).
     """
 
     config: AugmentKDConfig
@@ -68,6 +75,10 @@ class KDWorld:
     student_template: torch.nn.Module
     teacher_info: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
+    feature_names: list = field(default_factory=list)
+    dropped_features: list = field(default_factory=list)
+    val_repr: torch.Tensor | None = None
+    snapshot_store: dict = field(default_factory=dict)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -93,6 +104,15 @@ class KDWorld:
     def new_distiller(self, student: torch.nn.Module) -> Distiller:
         """A distiller for ``student`` with the configured objective and a constant learning rate."""
         return build_distiller(self.config.run_config(), student, self.data.device, None, teacher=self.cache)
+
+    def snapshots(self, progress: bool = False) -> list[tuple[int, dict]]:
+        """``(step, Distiller.training_state())`` of a student trained with the environment's own
+        step on every candidate, at each step of ``config.snapshot_steps`` (built once per world
+        and cached on disk: :func:`build_snapshots`); ``[]`` when the schedule is empty."""
+        schedule = tuple(self.config.snapshot_steps or ())
+        if schedule not in self.snapshot_store:
+            self.snapshot_store[schedule] = build_snapshots(self, schedule, progress) if schedule else []
+        return self.snapshot_store[schedule]
 
 
 def sentence_representation(model, out, batch) -> torch.Tensor:
@@ -198,18 +218,109 @@ def build_world(config: AugmentKDConfig, progress: bool = False, data: Prepared 
     distance = 1.0 - torch.nn.functional.cosine_similarity(cand_repr, orig_repr, dim=-1)
     words = torch.tensor([max(1, sum(len(s.split()) for s in ((o,) if isinstance(o, str) else o)))
                           for o in pool.origins], dtype=torch.float32)
-    static = static_features(cache.logits[: len(pool)], torch.as_tensor(pool.labels), distance,
-                             torch.as_tensor(pool.edit_fraction), torch.as_tensor(pool.logprob) / words,
-                             torch.as_tensor(pool.is_source))
-    timings["teacher_outputs_s"] = time.perf_counter() - t
 
     val = data.val
     if config.val_size is not None and config.val_size < len(val):
         rows = stratified_subset(val.labels.numpy(), config.val_size, config.seed, not spec.is_regression)
         val = val.subset(rows)
-    val_teacher_logits = predict(teacher, val, batch_size, data.device)
+    val_cache = TeacherCache.from_model(teacher, val, Needs(), batch_size, data.device, extras_fn=representation,
+                                        extras_needs=top)
+    val_teacher_logits, val_repr = val_cache.logits.float(), val_cache.extras["repr"].float()
+    max_cosine, centroid_distance = max_cosine_similarity(cand_repr, val_repr), centroid_cosine_distance(cand_repr, val_repr)
+    lengths = torch.tensor([len(ids) for ids in candidates.input_ids], dtype=torch.float32)
+    static = static_features(cache.logits[: len(pool)], torch.as_tensor(pool.labels), distance,
+                             torch.as_tensor(pool.edit_fraction), torch.as_tensor(pool.logprob) / words,
+                             torch.as_tensor(pool.is_source), max_cosine, centroid_distance, lengths)
+    columns = static_columns(static, spec.num_labels)
+    dropped = [name for name, col in columns.items() if len(col) < 2 or float(col.float().std()) < 1e-6]
+    names = [name for name in feature_names(spec.num_labels) if name not in dropped]
+    timings["teacher_outputs_s"] = time.perf_counter() - t
     timings["total_s"] = time.perf_counter() - start
     _log(progress, f"world ready in {timings['total_s']:.1f}s: {len(pool)} candidates, {len(data.train)} target, "
-                   f"{len(val)} validation")
+                   f"{len(val)} validation; {len(names)} features ({len(dropped)} constant over the pool dropped)")
     return KDWorld(config, data, teacher, pool, encoded, cache, static, val, val_teacher_logits, template.cpu(),
-                   info, {k: round(v, 2) for k, v in timings.items()})
+                   info, {k: round(v, 2) for k, v in timings.items()}, names, dropped, val_repr)
+
+
+# ----------------------------------------------------------------------------- warm starts
+
+
+def _tensor_digest(tensors: Iterable[torch.Tensor]) -> str:
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def snapshot_key(world: KDWorld, schedule: Sequence[int]) -> dict:
+    """What decides a world's snapshots: the student's initial weights, the encoded candidates and
+    target rows with their labels, the teacher's outputs on them, and the step's settings."""
+    c = world.config
+    return {"student": _tensor_digest(world.student_template.state_dict().values()),
+            "rows": texts_fingerprint([list(ids) for ids in world.encoded.input_ids], world.encoded.labels.tolist()),
+            "teacher": _tensor_digest([world.cache.logits]),
+            "teacher_dir": world.teacher_info.get("dir"),
+            "settings": {k: getattr(c, k) for k in ("objective", "loss_params", "temperature", "layer_map", "lr",
+                                                   "weight_decay", "grad_clip", "batch_size", "target_batch_size",
+                                                   "freeze_embeddings", "seed")},
+            "schedule": [int(s) for s in schedule]}
+
+
+def train_snapshots(world: KDWorld, schedule: Sequence[int], progress: bool = False) -> list[tuple[int, dict]]:
+    """Train a fresh student with the environment's step keeping every candidate: each step
+    takes the next B candidates of a seeded shuffle of the pool (reshuffled when it runs out)
+    and ``target_batch_size`` target rows; return its training state at each scheduled step.
+    Seeded by ``config.seed``; runs under its own torch random state."""
+    from tqdm.auto import tqdm
+
+    c = world.config
+    last = max(schedule)
+    rng = np.random.default_rng([int(c.seed) & 0xFFFFFFFF, 29])
+    states: list[tuple[int, dict]] = []
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(c.seed) * 1_000_003 + 29)
+        student = world.new_student()
+        distiller = world.new_distiller(student)
+        if 0 in schedule:
+            states.append((0, distiller.training_state()))
+        order, pos = rng.permutation(world.num_candidates), 0
+        for step in tqdm(range(1, last + 1), desc="warm-start snapshots", unit="step", disable=not progress,
+                         file=sys.stderr, leave=False):
+            if pos + c.batch_size > len(order):
+                order, pos = rng.permutation(world.num_candidates), 0
+            rows = torch.as_tensor(order[pos:pos + c.batch_size])
+            pos += c.batch_size
+            parts = []
+            if c.target_batch_size:
+                picks = rng.choice(world.num_target, size=min(c.target_batch_size, world.num_target), replace=False)
+                parts.append((world.encoded.batch(torch.as_tensor(world.num_candidates + np.sort(picks)),
+                                                  world.data.device), None))
+            parts.append((world.encoded.batch(rows, world.data.device), None))
+            distiller.step_parts(parts, world.cache)
+            if step in schedule:
+                states.append((step, distiller.training_state()))
+    return states
+
+
+def build_snapshots(world: KDWorld, schedule: Sequence[int], progress: bool = False) -> list[tuple[int, dict]]:
+    """:func:`train_snapshots`, through the artifact store (kind ``env-snapshots``, keyed by
+    :func:`snapshot_key`): built once, then loaded."""
+    from augrl.artifacts import cached_build
+
+    built: dict = {}
+
+    def build(tmp):
+        _log(progress, f"warm-start snapshots at steps {list(schedule)} (trained once, then cached)")
+        t = time.perf_counter()
+        built["states"] = train_snapshots(world, schedule, progress)
+        models.save_torch({"steps": [s for s, _ in built["states"]], "states": [st for _, st in built["states"]]},
+                          tmp / "snapshots.pt")
+        return {"steps": [s for s, _ in built["states"]], "seconds": round(time.perf_counter() - t, 2)}
+
+    folder, meta = cached_build("env-snapshots", f"{world.data.task.spec.name}-seed{world.config.seed}",
+                                snapshot_key(world, schedule), build)
+    world.timings["snapshots_s"] = meta.get("seconds")
+    if "states" in built:
+        return built["states"]
+    saved = models.load_torch(folder / "snapshots.pt", map_location=world.data.device)
+    return list(zip(saved["steps"], saved["states"]))

@@ -46,8 +46,11 @@ def test_make_passes_both_checkers(env_kwargs, decision, single_thread):
     env = gym.make(ENV_ID, decision=decision, **env_kwargs)
     check_env(env.unwrapped, skip_render_check=True)
     sb3_check_env(env.unwrapped, warn=False)
-    n_features = len(feature_names(2))
-    assert n_features == 2 * 2 + 11
+    assert len(feature_names(2)) == 2 * 2 + 18
+    # an EDA pool has no generator scores: that feature is constant, so it is not shown
+    assert "generator_logprob" in env.unwrapped.world.dropped_features
+    assert env.unwrapped.feature_names == [n for n in feature_names(2) if n not in env.unwrapped.world.dropped_features]
+    n_features = len(env.unwrapped.feature_names)
     if decision == "batch":
         assert env.observation_space.shape == (16, n_features)
         assert env.action_space == gym.spaces.MultiBinary(16)
@@ -57,7 +60,7 @@ def test_make_passes_both_checkers(env_kwargs, decision, single_thread):
 
 
 def test_episode_structure_and_info(world):
-    env = AugmentKDEnv(world=world)
+    env = AugmentKDEnv.from_world(world, reward="metric", normalize_obs=False)
     assert env.steps_per_episode == 64 // 16
     obs, rewards, infos = _episode(env, seed=0)
     assert len(rewards) == 4 and all(i["updated"] for i in infos)
@@ -67,8 +70,8 @@ def test_episode_structure_and_info(world):
     first = env.reset(seed=0)[1]["val_metric"]
     _, rewards, infos = _episode(env, seed=0)
     assert sum(rewards) == pytest.approx(infos[-1]["val_metric"] - first, abs=1e-9)
-    # observations: progress is the last feature, teacher probabilities sum to one
-    names = feature_names(2)
+    # raw observations: progress counts decided candidates, teacher probabilities sum to one
+    names = env.feature_names
     assert obs[0][:, names.index("progress")].max() == 0.0
     assert obs[1][:, names.index("progress")].max() == pytest.approx(0.25)
     p = obs[0][:, [names.index("teacher_prob_0"), names.index("teacher_prob_1")]].sum(1)
@@ -132,11 +135,27 @@ def test_student_reset_modes(world):
     trained = {k: v.clone() for k, v in env.student.state_dict().items()}
     env.reset(seed=1)
     assert all(torch.equal(trained[k], v) for k, v in env.student.state_dict().items())
-    env = AugmentKDEnv.from_world(world, student_reset="episode")
+    env = AugmentKDEnv.from_world(world, student_reset="episode", snapshot_steps=())
     _episode(env, seed=0)
     env.reset(seed=1)
     initial = world.student_template.state_dict()
     assert all(torch.equal(initial[k], v) for k, v in env.student.state_dict().items())
+    # warm starts: each reset restores one of the world's snapshots, weights and optimiser
+    env = AugmentKDEnv.from_world(world, snapshot_steps=(0, 3, 6))
+    starts = set()
+    for seed in range(6):
+        _, info = env.reset(seed=seed)
+        starts.add(info["start_step"])
+        state = dict(env.world.snapshots())[info["start_step"]]
+        params = dict(env.student.named_parameters())
+        assert all(torch.equal(params[k], v) for k, v in state["student"].items())
+        assert env.distiller.steps == state["steps"] == info["start_step"]
+        env.step(np.ones(16, dtype=np.int8))
+    assert starts == {0, 3, 6}
+    _, info = env.reset(seed=0, options={"snapshot": 6})
+    assert info["start_step"] == 6
+    with pytest.raises(ValueError, match="no snapshot at that step"):
+        env.reset(seed=0, options={"snapshot": 4})
 
 
 def test_sample_mode_updates_every_b_decisions(world):
@@ -238,7 +257,8 @@ def test_regression_task(tmp_path, tiny_model_dir, augrl_cache, single_thread):
                                         "target: {all: data.csv}\nval_size: 20\ntest_size: 20\n")
     env = gym.make(ENV_ID, task=str(tmp_path / "task.yaml"), shots=8, pool_size=32, batch_size=8,
                    teacher=str(tiny_model_dir), student_init=str(tiny_model_dir), teacher_epochs=1, device="cpu")
-    assert env.observation_space.shape == (8, 11)
+    names = env.unwrapped.feature_names
+    assert env.observation_space.shape == (8, len(names)) and len(names) <= 15 and "squared_difference" in names
     check_env(env.unwrapped, skip_render_check=True)
     _, rewards, infos = _episode(env.unwrapped, seed=0)
     assert len(rewards) == 4 and "pearson" in infos[-1]["val_metrics"]
@@ -261,7 +281,7 @@ def test_stable_baselines3_agents(world, env_kwargs, tmp_path, monkeypatch):
     vec.seed(0)
     vec.reset()
     obs, rewards, dones, infos = vec.step(np.ones((2, 16), dtype=np.int8))
-    assert obs.shape == (2, 16, 15) and rewards.shape == (2,)
+    assert obs.shape == (2, 16, len(world.feature_names)) and rewards.shape == (2,)
 
 
 def test_subproc_vec_env(env_kwargs):
@@ -275,7 +295,7 @@ def test_subproc_vec_env(env_kwargs):
     try:
         vec.seed(0)
         obs = vec.reset()
-        assert obs.shape == (2, 16, 15)
+        assert obs.shape == (2, 16, len(gym.make(ENV_ID, **env_kwargs).unwrapped.feature_names))
         for _ in range(4):  # a whole episode; auto-reset afterwards
             obs, rewards, dones, infos = vec.step(np.ones((2, 16), dtype=np.int8))
         assert dones.all() and np.isfinite(rewards).all()

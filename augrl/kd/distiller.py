@@ -386,6 +386,41 @@ class Distiller:
         self.apply_gradients()
         return {k: float(v.detach()) for k, v in terms.items()}
 
+    # ------------------------------------------------------------------ snapshots
+
+    def training_state(self) -> dict:
+        """A copy of everything a step changes: the trainable student weights (frozen ones, e.g.
+        fixed word embeddings, are left out: no step touches them), the loss modules, the
+        optimiser and schedule, the step count. :meth:`load_training_state` puts it back, so a
+        step can be taken, undone and taken differently from the same state."""
+        import copy
+
+        trainable = {n: p.detach().clone() for n, p in self.student.named_parameters() if p.requires_grad}
+        buffers = {n: b.detach().clone() for n, b in self.student.named_buffers()}
+        return {"student": trainable, "buffers": buffers,
+                "modules": {k: v.detach().clone() for k, v in self.modules.state_dict().items()},
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "scheduler": None if self.scheduler is None else copy.deepcopy(self.scheduler.state_dict()),
+                "steps": self.steps}
+
+    @torch.no_grad()
+    def load_training_state(self, state: dict) -> None:
+        """Restore a :meth:`training_state` (values are copied in; the state stays reusable)."""
+        import copy
+
+        params = dict(self.student.named_parameters())
+        for name, value in state["student"].items():
+            params[name].copy_(value)
+        buffers = dict(self.student.named_buffers())
+        for name, value in state["buffers"].items():
+            buffers[name].copy_(value)
+        if state["modules"]:
+            self.modules.load_state_dict(state["modules"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(copy.deepcopy(state["scheduler"]))
+        self.steps = state["steps"]
+
     # ------------------------------------------------------------------ saving
 
     def save_modules(self, path: str | Path) -> Path | None:

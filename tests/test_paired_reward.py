@@ -1,0 +1,105 @@
+"""The paired counterfactual reward and warm-start snapshots, on tiny models where the answer is known."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("gymnasium")
+
+from augrl.envs import AugmentKDConfig, AugmentKDEnv, build_world  # noqa: E402
+from augrl.errors import ConfigError  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def flipped_world(toy_tasks, tiny_model_dir, augrl_cache, single_thread):
+    """A world whose pool has every other candidate's label flipped (the planted-bad rows).
+
+    The tiny BERT's word embeddings are random, so they are trained here (frozen, the toy
+    student cannot learn which words carry the sentiment within an episode); the teacher is
+    trained until it is confident."""
+    from augrl import baselines
+    from augrl.pool import build_pool
+
+    cfg = AugmentKDConfig(task=str(toy_tasks["single_file"]), shots=8, pool_size=128, batch_size=16,
+                          teacher=str(tiny_model_dir), student_init=str(tiny_model_dir), teacher_epochs=30,
+                          teacher_lr=3e-3, device="cpu", target_batch_size=4, lr=5e-3, snapshot_steps=(20,), episode_length=4,
+                          source_fraction=0.0, freeze_embeddings=False)
+    task = toy_tasks["single"]
+    pool = build_pool(task, baselines.get("eda").fit(task), 128, source_fraction=0.0, seed=0)
+    flipped = np.arange(len(pool)) % 2 == 1
+    labels = np.where(flipped, 1 - pool.labels, pool.labels)
+    world = build_world(cfg, pool=dataclasses.replace(pool, labels=labels))
+    return world, flipped
+
+
+def _rewards(env, keep_fn, episodes=12):
+    rewards = []
+    for e in range(episodes):
+        env.reset(seed=e)
+        done = False
+        while not done:
+            _, r, done, _, _ = env.step(keep_fn(env.batch_rows).astype(np.int8))
+            rewards.append(r)
+    return np.asarray(rewards)
+
+
+def test_keeping_flipped_rows_has_negative_expected_reward(flipped_world):
+    world, flipped = flipped_world
+    env = AugmentKDEnv(world=world)
+    bad = _rewards(env, lambda rows: flipped[rows])
+    good = _rewards(env, lambda rows: ~flipped[rows])
+    # the kept set is about half the batch either way; the random control has its size
+    assert bad.mean() / (bad.std(ddof=1) / np.sqrt(len(bad))) < -3
+    assert bad.mean() < good.mean()
+
+
+def test_paired_reward_is_zero_when_kept_equals_control(flipped_world):
+    world, _ = flipped_world
+    env = AugmentKDEnv(world=world)
+    env.reset(seed=0)
+    for action in (np.ones(16, dtype=np.int8), np.zeros(16, dtype=np.int8)):
+        _, r, _, _, info = env.step(action)  # all kept or none kept: the control is the same set
+        assert r == pytest.approx(0.0, abs=1e-7) and info["updated"]
+
+
+def test_paired_step_continues_from_the_kept_step(flipped_world):
+    """The state after a paired step is exactly the state after the kept step alone."""
+    world, flipped = flipped_world
+    paired, metric = AugmentKDEnv(world=world), AugmentKDEnv.from_world(world, reward="metric")
+    for env in (paired, metric):
+        env.reset(seed=3)
+    assert np.array_equal(paired.batch_rows, metric.batch_rows)
+    action = flipped[paired.batch_rows].astype(np.int8)
+    paired.step(action)
+    metric.step(action)
+    a, b = paired.student.state_dict(), metric.student.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_snapshots_are_cached_and_reloaded(flipped_world, augrl_cache):
+    from augrl.envs.world import build_snapshots
+
+    world, _ = flipped_world
+    first = world.snapshots()
+    assert [s for s, _ in first] == [20]
+    again = build_snapshots(world, (20,))  # from the disk cache this time
+    assert [s for s, _ in again] == [20]
+    assert all(torch.equal(first[0][1]["student"][k], v) for k, v in again[0][1]["student"].items())
+    assert any((augrl_cache / "env-snapshots").iterdir())
+
+
+def test_snapshot_schedule_errors(toy_tasks):
+    with pytest.raises(ConfigError, match="snapshot_steps must be increasing"):
+        AugmentKDConfig(task=str(toy_tasks["single_file"]), snapshot_steps=(10, 5))
+    with pytest.raises(ConfigError, match="snapshot_steps must be increasing"):
+        AugmentKDConfig(task=str(toy_tasks["single_file"]), snapshot_steps=(-1, 5))
+    cfg = AugmentKDConfig(task=str(toy_tasks["single_file"]), snapshot_steps=(0, 50, 200))
+    with pytest.raises(ConfigError, match=r"trains for 130 optimiser steps.*\[0, 130\]"):
+        cfg.check_snapshots(130)
+    cfg.check_snapshots(200)
+    with pytest.raises(ConfigError, match="reward must be one of"):
+        AugmentKDConfig(task=str(toy_tasks["single_file"]), reward="accuracy")
