@@ -150,7 +150,19 @@ class BenchSettings(ConfigMixin):
                                       f"{unknown}; it takes {accepted}")
             if method.config.get("objective"):
                 validate_objective(method.config["objective"])
+            check_selection_options(method)
         return methods
+
+
+def check_selection_options(method: BenchMethod) -> None:
+    """A method's selection budget and pool settings, checked before anything runs."""
+    from augrl.methods import POOL_OPTION, pool_settings
+
+    budget = method.options.get("budget")
+    if budget is not None and not (isinstance(budget, (int, float)) and 0.0 < float(budget) <= 1.0):
+        raise ConfigError(f"method {method.name!r}: options.budget must be a fraction in (0, 1], got {budget!r}")
+    if method.options.get(POOL_OPTION):
+        pool_settings(method)
 
 
 def _as_list(value, what: str, kind: type, allow_empty: bool = False) -> list:

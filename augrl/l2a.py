@@ -4,15 +4,18 @@
    task-adapted MLM, :class:`~augrl.generator.L2AGenerator`) and draw the candidate pool from
    target and source inputs (``pool_size`` default: ``variants`` x the target train size, the
    augmentation budget every benchmark row gets).
-2. For ``episodes`` episodes the reinforced selector (:class:`~augrl.selector.ReinforceSelector`)
-   acts in ``augrl/AugmentKD-v0`` while the environment's student is distilled on what it keeps
-   (L2A's objective by default: L_att + L_hidden + L_dark); REINFORCE updates the selector after
-   each episode. Every ``generator_every`` (K) episodes ``G_theta`` is updated with L2A's loss on
+2. For ``episodes`` episodes the reinforced selector (:class:`~augrl.selection.reinforce.ReinforceSelector`)
+   acts in ``augrl/AugmentKD-v0`` while the environment's student (warm-started from the world's
+   snapshots) is distilled on what it keeps (L2A's objective by default: L_att + L_hidden +
+   L_dark); it keeps a fixed ``budget`` share of every batch and REINFORCE updates it after every
+   step on the paired reward. Every ``generator_every`` (K) episodes ``G_theta`` is updated with L2A's loss on
    the pool, weighted by ``log P_s(z)`` and the selector's keep probabilities, and the pool is
    drawn again from the updated generator.
-3. The trained selector makes one deterministic pass over the final pool with a fresh student;
-   a fresh student is distilled on the target set plus the kept candidates
-   (:func:`augrl.augmented.distil_on`, selected on validation) and tested once.
+3. The trained selector scores every candidate of the final pool at each warm-start state of
+   the environment's student and keeps the top ``budget`` fraction by mean score
+   (:meth:`~augrl.selection.reinforce.ReinforceSelector.select`); a fresh student is distilled
+   on the target set plus the kept candidates (:func:`augrl.augmented.distil_on`, selected on
+   validation) and tested once.
 
 Ablations (the L2A paper's): ``use_source=False`` (w/o src: target inputs only),
 ``use_target=False`` (w/o tgt: source inputs only), ``generator_every=0`` (no G_theta update),
@@ -33,7 +36,7 @@ from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
 from augrl.methods import build_record
 from augrl.pipelines import stage_summary
-from augrl.selector import ReinforceSelector, SelectorConfig
+from augrl.selection.reinforce import ReinforceSelector, SelectorConfig
 from augrl.training import evaluate
 
 L2A_OBJECTIVE = {"attention_mse": 1.0, "hidden_mse": 1.0, "dark_ce": 1.0}
@@ -49,14 +52,14 @@ class L2AConfig(ConfigMixin):
         generator_lr, generator_steps: the update's AdamW learning rate and passes over the pool.
         use_source, use_target: sample from source / target inputs (not both False).
         use_selector: False: keep every ``P_s`` sample (no episodes).
-        selector: :class:`~augrl.selector.SelectorConfig` settings.
+        selector: :class:`~augrl.selection.reinforce.SelectorConfig` settings.
         eval_epochs, eval_batch_size: the final student's training (the defaults of
             ``augrl distill``: 10 epochs of batch 16).
         max_steps: smoke runs: cap on the final student's optimiser steps and on episodes' length.
     """
 
-    episodes: int = 10
-    generator_every: int = 2
+    episodes: int = 30
+    generator_every: int = 5
     generator_lr: float = 1e-5
     generator_steps: int = 1
     use_source: bool = True
@@ -106,6 +109,20 @@ def l2a_env_config(env_cfg, cfg: L2AConfig, train_size: int):
     return cfg_changed
 
 
+def check_schedule(env_cfg, cfg: L2AConfig, n_train: int, final_train) -> None:
+    """Refuse warm-start snapshots later than the final student's optimiser steps (target rows
+    plus the selector's budget of the pool, ``final_train``'s epochs and batch), before training."""
+    from augrl.selection.reinforce import SelectorConfig
+    from augrl.selection.rankers import budget_size
+    from augrl.training import total_steps
+
+    budget = SelectorConfig.from_dict({**cfg.selector}).budget if cfg.use_selector else 1.0
+    size = n_train + budget_size(env_cfg.pool_size, budget)
+    env_cfg.check_snapshots(total_steps(size, final_train),
+                            f"the final student ({final_train.epochs} epochs of batch {final_train.batch_size} over "
+                            f"{size} examples)")
+
+
 @dataclass
 class L2ASelection:
     """What the L2A loop hands to the final student.
@@ -140,12 +157,18 @@ def select_with_l2a(env_cfg, cfg: L2AConfig, data, teacher, generator, progress:
     from augrl.envs import AugmentKDEnv, build_world
     from augrl.pool import build_pool
 
-    def new_world(round_: int):
+    def new_world(round_: int, first=None):
         pool = build_pool(data.task, generator, env_cfg.pool_size, env_cfg.variants, env_cfg.source_fraction,
                           seed=env_cfg.seed + 1000 * round_)
-        return build_world(env_cfg, data=data, teacher=teacher, pool=pool)
+        world = build_world(env_cfg, data=data, teacher=teacher, pool=pool)
+        if first is not None:
+            # a redrawn pool keeps the first pool's warm-start snapshots and feature scale: the
+            # student states depend little on which draw of the same generator they trained on,
+            # and training them again for every redraw would cost more than the episodes
+            world.snapshot_store = first.snapshot_store
+        return world
 
-    world = new_world(0)
+    world = first_world = new_world(0)
     episodes: list[dict] = []
     generator_updates: list[dict] = []
     selector = None
@@ -156,7 +179,8 @@ def select_with_l2a(env_cfg, cfg: L2AConfig, data, teacher, generator, progress:
         for e in range(cfg.episodes):
             stats = selector.run_episode(env, seed=env_cfg.seed * 10_000 + e, learn=True)
             row = {"episode": e + 1, "return": stats["return"], "val_metric": stats["info"]["val_metric"],
-                   "kept_fraction": stats["kept_fraction"], "policy_loss": stats["policy_loss"]}
+                   "kept_fraction": stats["kept_fraction"], "policy_loss": stats["policy_loss"],
+                   "updates": selector.updates, "start_step": stats["info"].get("start_step")}
             episodes.append(row)
             bar.update(1)
             bar.set_postfix(ret=f"{row['return']:+.3f}", kept=f"{row['kept_fraction']:.2f}")
@@ -167,13 +191,15 @@ def select_with_l2a(env_cfg, cfg: L2AConfig, data, teacher, generator, progress:
                 update = generator.update([pool.origins[i] for i in rows], [pool.texts[i] for i in rows],
                                           [float(pool.logprob[i]) for i in rows], [probs[i] for i in rows],
                                           lr=cfg.generator_lr, steps=cfg.generator_steps, seed=env_cfg.seed + e)
-                world = new_world(len(generator_updates) + 1)
+                world = new_world(len(generator_updates) + 1, first_world)
                 env = AugmentKDEnv(world=world)
                 generator_updates.append({"after_episode": e + 1, **update})
         bar.close()
     if selector is not None:
-        final = selector.run_episode(AugmentKDEnv(world=world), seed=env_cfg.seed, learn=False, deterministic=True)
-        kept = sorted(final["info"]["episode_kept_indices"])
+        env = AugmentKDEnv(world=world)
+        env.reset(seed=env_cfg.seed)
+        views = [env.pool_observations(snapshot=step) for step, _ in world.snapshots()] or [env.pool_observations()]
+        kept = selector.select(views)
     else:
         kept = list(range(len(world.pool)))
     return L2ASelection(world.pool, kept, world, episodes, generator_updates, selector)
@@ -192,12 +218,14 @@ def run_l2a(env_cfg, cfg: L2AConfig, out_dir: str | Path | None = None, progress
     teacher_start = time.perf_counter()
     teacher, teacher_info = obtain_teacher(run, data, env_cfg.teacher_dir, progress=progress)
     teacher_seconds = time.perf_counter() - teacher_start
+    train = run.student_train.replace(epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size, max_steps=cfg.max_steps)
+    if cfg.max_steps is None:
+        check_schedule(env_cfg, cfg, len(data.train), train)
     generator = baselines.get("l2a", **env_cfg.augmenter_params)
     generator.fit(data.task)
     selection = select_with_l2a(env_cfg, cfg, data, teacher, generator, progress)
     world, kept, episodes, selector = selection.world, selection.kept, selection.episodes, selection.selector
     generator_updates = selection.generator_updates
-    train = run.student_train.replace(epochs=cfg.eval_epochs, batch_size=cfg.eval_batch_size, max_steps=cfg.max_steps)
     final_run = run.replace(student_train=train)
     student = distil_on(final_run, data, teacher, world.pool, keep=kept, progress=progress, desc="student (L2A)")
     test = evaluate(student.student, data.test, data.task.spec, data.device)
@@ -242,6 +270,8 @@ def _bench_l2a(ctx) -> "object":
     cfg = ctx.options_config(L2AConfig)
     settings = ctx.augmenter_settings("l2a", ctx.method.augmenter_params)
     env_cfg = l2a_env_config(ctx.env_config(augmenter="l2a", augmenter_params=settings), cfg, len(ctx.data.train))
+    if ctx.max_steps is None:
+        check_schedule(env_cfg, cfg, len(ctx.data.train), ctx.cfg.student_train)
     teacher = ctx.teacher()
     generator = baselines.get("l2a", **settings).fit(ctx.data.task)
     selection = select_with_l2a(env_cfg, cfg, ctx.data, teacher, generator, ctx.progress)

@@ -75,6 +75,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
+import numpy as np
+
 from augrl import models
 from augrl.errors import ConfigError
 from augrl.pipelines import Prepared, RunConfig, prepare, stage_summary, train_student
@@ -86,10 +88,15 @@ SHARED_FIELDS = ("task", "shots", "seed", "data_dir", "teacher", "teacher_train"
 
 #: augrl modules with rows of their own: each has a ``register_methods()`` that the first lookup
 #: calls (explicitly: importing a module never registers anything).
-BUILTIN_PROVIDERS: tuple[str, ...] = ("augrl.l2a", "augrl.policies")
+BUILTIN_PROVIDERS: tuple[str, ...] = ("augrl.l2a", "augrl.policies", "augrl.selection.rows")
 
 #: the key of a method's ``options`` holding AugmentKDConfig settings for its environment (B, reward...)
 ENV_OPTION = "env"
+
+#: the key of a method's ``options`` that makes its pool a benchmark where selection matters:
+#: ``{"planted": 0.3, "planted_kinds": [...]}`` or ``{"budgeted": 3000, "augmenters": ["eda", "l2a"]}``
+#: (:meth:`BenchRun.selection_pool`)
+POOL_OPTION = "pool"
 
 AUGMENTERS = ("eda", "mask", "pos", "ngram", "tang", "contextual", "cbert")
 
@@ -305,7 +312,17 @@ class SharedSeed:
         self._teacher = None
         self.teacher_info: dict | None = None
         self._pools: dict[str, tuple[object, float]] = {}
+        self._memo: dict[str, object] = {}
         self.wait_seconds = time.perf_counter() - start
+
+    def memo(self, key: str, build: Callable[[], object]) -> object:
+        """``build()`` once per seed for ``key`` (e.g. a world over a pool, shared by the
+        selection rows); its time counts as waiting on shared things."""
+        if key not in self._memo:
+            start = time.perf_counter()
+            self._memo[key] = build()
+            self.wait_seconds += time.perf_counter() - start
+        return self._memo[key]
 
     @property
     def key(self) -> tuple:
@@ -341,6 +358,27 @@ class SharedSeed:
             self._pools[key] = (pool, seconds)
             self.wait_seconds += seconds
         return self._pools[key]
+
+
+def pool_settings(method: BenchMethod) -> dict:
+    """``method.options["pool"]``, checked (:meth:`BenchRun.selection_pool` reads it)."""
+    from augrl.planted import check_fraction, check_kinds
+
+    options = dict(method.options.get(POOL_OPTION) or {})
+    unknown = sorted(set(options) - {"planted", "planted_kinds", "budgeted", "augmenters", "other_domain"})
+    if unknown:
+        raise ConfigError(f"method {method.name!r}: unknown options.pool setting(s) {unknown}; use planted "
+                          "(a fraction in (0, 1)) and planted_kinds, or budgeted (a size) and augmenters")
+    if "planted" in options and "budgeted" in options:
+        raise ConfigError(f"method {method.name!r}: options.pool sets both planted and budgeted; choose one")
+    if "planted" in options:
+        check_fraction(options["planted"])
+        if options.get("planted_kinds"):
+            check_kinds(options["planted_kinds"])
+    if "budgeted" in options and not (isinstance(options["budgeted"], int) and options["budgeted"] >= 1):
+        raise ConfigError(f"method {method.name!r}: options.pool.budgeted is the pool size, an integer >= 1; "
+                          f"got {options['budgeted']!r}")
+    return options
 
 
 @dataclass
@@ -428,12 +466,57 @@ class BenchRun:
         self.charged_seconds += seconds
         return self.record_pool(pool, seconds)
 
+    def selection_pool(self):
+        """The pool a selection row chooses from: the method augmenter's pool (:meth:`pool`),
+        turned by ``options["pool"]`` into a benchmark where selection matters (built once per
+        seed and shared by the rows with the same pool settings):
+
+        * ``{"planted": f, "planted_kinds": [...]}``: the pool plus planted bad candidates
+          (share ``f`` of the result; :func:`augrl.planted.plant`);
+        * ``{"budgeted": n, "augmenters": ["eda", "l2a"]}``: a mixed pool of ``n`` candidates
+          (source examples, another domain's text, the augmenters' variants of the target
+          examples; :func:`augrl.planted.budgeted_pool`).
+        """
+        options = pool_settings(self.method)
+        if "budgeted" in options:
+            from augrl import baselines
+            from augrl.planted import budgeted_pool
+
+            names = list(options.get("augmenters") or ["eda", "l2a"])
+            key = json.dumps(["budgeted", options, {n: self.augmenter_settings(n) for n in names}], sort_keys=True,
+                             default=str)
+
+            def build():
+                fitted = {n: baselines.get(n, **self.augmenter_settings(n)).fit(self.data.task) for n in names}
+                return budgeted_pool(self.data.task, int(options["budgeted"]), fitted, seed=self.cfg.seed,
+                                     other_domain=options.get("other_domain"), data_dir=self.cfg.data_dir)
+
+            pool = self.shared.memo(key, build)
+            return self.record_pool(pool)
+        pool = self.pool(self.method.augmenter or "eda", params=self.method.augmenter_params)
+        if "planted" in options:
+            from augrl.planted import PLANT_KINDS, plant
+
+            kinds = tuple(options.get("planted_kinds") or PLANT_KINDS)
+            key = json.dumps(["planted", id(pool), float(options["planted"]), kinds])
+            pool = self.shared.memo(key, lambda: plant(pool, self.data.task, float(options["planted"]), kinds,
+                                                       seed=self.cfg.seed))
+            self.record_pool(pool)
+        return pool
+
     def record_pool(self, pool, seconds: float | None = None):
         """Record a pool the method drew itself (e.g. L2A's last one) as this run's pool:
         its augmenter, settings, size and provenance counts go into the result line."""
         meta = pool.meta
-        self.info["augmenter"] = {"name": meta["augmenter"], "params": meta["augmenter_params"]}
-        self.info["pool"] = {k: meta[k] for k in ("size", "target", "source", "source_fraction")}
+        self.info["augmenter"] = {"name": meta.get("augmenter"), "params": meta.get("augmenter_params")}
+        self.info["pool"] = {k: meta.get(k) for k in ("size", "target", "source", "source_fraction")}
+        self.info["pool"]["size"] = len(pool)
+        planted = getattr(pool, "planted", None)
+        if planted is not None and planted.any():
+            self.info["pool"]["planted"] = int(planted.sum())
+        provenance = getattr(pool, "provenance", None)
+        if provenance is not None and len(set(provenance)) > 1:
+            self.info["pool"]["provenance"] = {k: int(v) for k, v in zip(*np.unique(provenance, return_counts=True))}
         self.info["pool"]["seconds"] = None if seconds is None else round(seconds, 2)
         return pool
 
@@ -449,8 +532,11 @@ class BenchRun:
     def options_config(self, cls):
         """The method's ``options`` as a config dataclass ``cls`` (e.g. ``L2AConfig``,
         ``PolicyConfig``): its environment settings (``options["env"]``, read by
-        :meth:`env_config`) left out, the bench's ``max_steps`` put in."""
-        options = {k: v for k, v in self.method.options.items() if k not in (ENV_OPTION, "max_steps")}
+        :meth:`env_config`), pool settings (``options["pool"]``, :meth:`selection_pool`) and
+        selection budget (``options["budget"]``, :func:`augrl.selection.rows.selection_budget`) left
+        out, the bench's ``max_steps`` put in."""
+        options = {k: v for k, v in self.method.options.items() if k not in (ENV_OPTION, POOL_OPTION, "budget",
+                                                                             "max_steps")}
         return cls.from_dict({**options, "max_steps": self.max_steps}, source=f"bench method {self.method.name}")
 
     def distil(self, pool=None, keep: Sequence[int] | None = None, objective: dict | None = None) -> Outcome:

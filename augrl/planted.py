@@ -231,8 +231,8 @@ def plant(pool: CandidatePool, task, fraction: float, kinds: Sequence[str] = PLA
             one that already holds planted rows, a pool of the wrong text form, too few
             unrelated texts, a pool with nothing to flip or shuffle.
     """
-    fraction = _check_fraction(fraction)
-    kinds = _check_kinds(kinds)
+    fraction = check_fraction(fraction)
+    kinds = check_kinds(kinds)
     n = len(pool)
     if n == 0:
         raise ConfigError("cannot plant candidates into an empty pool")
@@ -287,7 +287,8 @@ def _sample_unrelated(task, n: int, seed: int) -> list[str]:
     return unrelated_texts(task, n, seed)
 
 
-def _check_fraction(fraction: float) -> float:
+def check_fraction(fraction: float) -> float:
+    """``fraction`` as a float in (0, 1), or a ConfigError naming the setting and the range."""
     number = isinstance(fraction, (int, float, np.integer, np.floating)) and not isinstance(fraction, bool)
     value = float(fraction) if number else math.nan
     if not 0.0 < value < 1.0:
@@ -296,7 +297,8 @@ def _check_fraction(fraction: float) -> float:
     return value
 
 
-def _check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+def check_kinds(kinds: Sequence[str]) -> tuple[str, ...]:
+    """``kinds`` as a tuple of known, distinct planted kinds, or a ConfigError listing them."""
     kinds = (kinds,) if isinstance(kinds, str) else tuple(kinds)
     unknown = [k for k in kinds if k not in PLANT_KINDS]
     if unknown or not kinds:

@@ -7,8 +7,9 @@ PPO and A2C act on whole batches (``MultiBinary(B)``), DQN on one candidate at a
 (``OUT/<algo>-seed<seed>/policy.zip``) and the learning curves (episode return and the
 student's final validation metric per episode, ``learning_curves.png``).
 
-The evaluation does not trust the environment's reward: the trained policy makes one
-deterministic pass over the pool with a fresh student, then a *fresh* student is distilled
+The evaluation does not trust the environment's reward: the trained policy scores every
+candidate of the pool at the student's warm-start states and keeps the top ``budget`` fraction
+(:func:`select_by_policy`), then a *fresh* student is distilled
 (:func:`augrl.augmented.distil_on`) on the target train set plus the candidates the policy
 kept, and is tested once. Beside it, with the same split, teacher, pool and training: all the
 candidates (``all``) and a random subset of the policy's size (``random``).
@@ -43,9 +44,14 @@ class PolicyConfig(ConfigMixin):
         episodes: training episodes (passes over the pool).
         max_steps: cap on environment steps (PPO and A2C finish their last rollout), and on
             the optimiser steps of the evaluation's students (smoke runs); None: no cap.
-        learning_rate, gamma, ent_coef: the agent's settings (SB3 names).
+        learning_rate, gamma, ent_coef: the agent's settings (SB3 names). ``gamma = 0`` by
+            default: the paired reward is a per-step counterfactual, so each step is a bandit.
         n_steps: PPO/A2C rollout length in env steps (None: one episode for PPO, 5 for A2C).
         batch_size: PPO minibatch / DQN batch size.
+        target_update_interval: DQN's target network update period in env steps (within the run).
+        budget: the share of the pool the trained policy keeps: the top ``budget`` fraction of
+            candidates by the policy's keep probability (DQN: Q(keep) - Q(drop)), so the policy
+            and its random-kept control keep the same number.
         eval_epochs, eval_batch_size: training of the evaluation's students (epochs over
             target + kept candidates, examples per step).
         policy_device: where the policy network runs (``cpu``: the MLP is tiny).
@@ -55,10 +61,12 @@ class PolicyConfig(ConfigMixin):
     episodes: int = 10
     max_steps: int | None = None
     learning_rate: float = 3e-4
-    gamma: float = 0.99
-    ent_coef: float = 0.0
+    gamma: float = 0.0
+    ent_coef: float = 0.01
     n_steps: int | None = None
     batch_size: int = 64
+    target_update_interval: int = 100
+    budget: float = 0.5
     eval_epochs: int = 3
     eval_batch_size: int = 32
     policy_device: str = "cpu"
@@ -70,6 +78,8 @@ class PolicyConfig(ConfigMixin):
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ConfigError(f"max_steps must be >= 1, got {self.max_steps}")
+        if not 0.0 < float(self.budget) <= 1.0:
+            raise ConfigError(f"policy budget must be a fraction in (0, 1], got {self.budget}")
 
 
 def make_agent(algo: str, env, cfg: PolicyConfig, seed: int, tensorboard: str | None = None,
@@ -91,7 +101,7 @@ def make_agent(algo: str, env, cfg: PolicyConfig, seed: int, tensorboard: str | 
         agent = A2C("MlpPolicy", env, n_steps=min(cfg.n_steps or 5, total or 5), ent_coef=cfg.ent_coef, **common)
     else:
         agent = DQN("MlpPolicy", env, batch_size=cfg.batch_size, learning_starts=min(1000, 4 * env.unwrapped.B),
-                    buffer_size=50_000, **common)
+                    buffer_size=50_000, target_update_interval=cfg.target_update_interval, **common)
     if tensorboard is None:
         # SB3's default logger makes an empty /tmp/SB3-<time> folder per agent even when it writes nothing
         from stable_baselines3.common.logger import Logger
@@ -134,17 +144,41 @@ def _callback(total: int, progress: bool):
     return EpisodeLog()
 
 
-def kept_by_policy(agent, world, decision: str, seed: int) -> list[int]:
-    """Pool indices the policy keeps in one deterministic episode with a fresh student."""
-    from augrl.envs import AugmentKDEnv
+def policy_scores(agent, observations: np.ndarray, decision: str, batch_size: int) -> np.ndarray:
+    """(N,) how much a trained SB3 policy wants to keep each candidate of an (N, F) array of
+    observation rows: the Bernoulli keep probability of its slot for batch policies (PPO, A2C:
+    rows scored in batches of ``batch_size``, the last one padded with the first rows), Q(keep) -
+    Q(drop) for DQN."""
+    import torch
 
-    env = AugmentKDEnv.from_world(world, decision=decision, student_reset="episode")
-    obs, _ = env.reset(seed=seed)
-    done, info = False, {}
-    while not done:
-        action, _ = agent.predict(obs, deterministic=True)
-        obs, _, done, _, info = env.step(action)
-    return list(info["episode_kept_indices"])
+    obs = np.asarray(observations, dtype=np.float32)
+    n = len(obs)
+    with torch.no_grad():
+        if decision == "sample":
+            q = agent.q_net(torch.as_tensor(obs, device=agent.device))
+            return (q[:, 1] - q[:, 0]).cpu().numpy()
+        out = np.empty(n)
+        for start in range(0, n, batch_size):
+            rows = np.arange(start, start + batch_size) % n
+            tensor, _ = agent.policy.obs_to_tensor(obs[rows])
+            probs = agent.policy.get_distribution(tensor).distribution.probs[0].cpu().numpy()
+            take = min(batch_size, n - start)
+            out[start:start + take] = probs[:take]
+    return out
+
+
+def select_by_policy(agent, world, decision: str, budget: float, seed: int) -> tuple[list[int], np.ndarray]:
+    """The final selection of a trained policy: the top ``budget`` fraction of the pool by
+    :func:`policy_scores`, averaged over the student's warm-start states
+    (:meth:`augrl.envs.AugmentKDEnv.pool_observations`). Returns the kept indices and the scores."""
+    from augrl.envs import AugmentKDEnv
+    from augrl.selection.rankers import budget_size, top_k
+
+    env = AugmentKDEnv.from_world(world, decision=decision)
+    env.reset(seed=seed)
+    steps = [s for s, _ in world.snapshots()] or [None]
+    scores = np.mean([policy_scores(agent, env.pool_observations(snapshot=s), decision, env.B) for s in steps], axis=0)
+    return top_k(scores, budget_size(len(scores), budget), seed), scores
 
 
 def random_subset(n: int, size: int, seed: int) -> list[int]:
@@ -169,6 +203,7 @@ def evaluate_selection(world, kept: list[int], cfg: PolicyConfig, seed: int, pro
                            desc=f"student ({name})", freeze_embeddings=world.config.freeze_embeddings)
         test = evaluate(result.student, world.data.test, world.data.task.spec, world.data.device)
         out[name] = {"test": test, "val": result.fit.best_val, "kept": len(keep), "kept_fraction": len(keep) / n,
+                     "kept_indices": list(keep) if name != "all" else None,
                      "train_size": result.train_size, "seconds": round(time.perf_counter() - start, 2)}
     return out
 
@@ -220,7 +255,7 @@ def train_policy(env_config, cfg: PolicyConfig, out_dir: str | Path | None = Non
         world = build_world(env_config, progress=progress)
     run_dir = Path(out_dir) / f"{cfg.algo}-seed{env_config.seed}" if out_dir is not None else None
     agent, log, train_seconds = learn_policy(world, cfg, env_config.seed, run_dir, progress)
-    kept = kept_by_policy(agent, world, decision, seed=env_config.seed)
+    kept, _ = select_by_policy(agent, world, decision, cfg.budget, seed=env_config.seed)
     evaluation = evaluate_selection(world, kept, cfg, env_config.seed, progress)
     spec = world.data.task.spec
     record = build_record("train-policy", f"kd+{cfg.algo}", env_config.run_config(), world.data,
@@ -251,24 +286,25 @@ def train_policy(env_config, cfg: PolicyConfig, out_dir: str | Path | None = Non
 
 def _bench_policy(ctx):
     """``kd+ppo`` (and ``kd+a2c``, ``kd+dqn``): an SB3 policy trained on the env over the seed's
-    pool of the method's augmenter (the same pool as ``kd+<augmenter>``: the ``all`` control),
-    then a fresh student distilled on the target set plus the candidates it keeps. A control
-    student on a random subset of the same size is trained too; its test metrics are recorded
-    under ``random_same_size`` and its time is not charged to the row."""
-    from augrl.envs import build_world
+    selection pool (:mod:`augrl.selection.rows`: the same pool and budget as the other selection
+    rows), then a fresh student distilled on the target set plus the top ``budget`` share of the
+    pool by the policy's keep probability. A control student on a random subset of the same size
+    is trained too; its test metrics are recorded under ``random_same_size`` and its time is not
+    charged to the row."""
+    from augrl.selection.rows import detection, selection_budget, selection_world
 
     cfg = ctx.options_config(PolicyConfig)
-    pool = ctx.pool(ctx.method.augmenter, params=ctx.method.augmenter_params)
-    env_cfg = ctx.env_config(augmenter=ctx.method.augmenter, pool_size=len(pool), decision=ALGOS[cfg.algo],
-                             batch_size=min(32, len(pool)))
-    world = build_world(env_cfg, progress=False, data=ctx.data, teacher=ctx.teacher(), pool=pool)
+    pool = ctx.selection_pool()
+    budget = selection_budget(ctx, pool)
+    world = selection_world(ctx, pool, budget, decision=ALGOS[cfg.algo])
     agent, log, seconds = learn_policy(world, cfg, ctx.cfg.seed, progress=ctx.progress)
-    kept = sorted(kept_by_policy(agent, world, ALGOS[cfg.algo], seed=ctx.cfg.seed))
+    kept, scores = select_by_policy(agent, world, ALGOS[cfg.algo], budget, seed=ctx.cfg.seed)
     outcome = ctx.distil(pool, keep=kept)
     start = time.perf_counter()
     control = ctx.distil(pool, keep=random_subset(len(pool), len(kept), ctx.cfg.seed))
     ctx.charged_seconds -= time.perf_counter() - start
-    outcome.extra.update(selection={"kept": len(kept), "pool": len(pool), "kept_fraction": len(kept) / len(pool)},
+    outcome.extra.update(selection={"kept": len(kept), "pool": len(pool), "budget": budget,
+                                    "kept_fraction": len(kept) / len(pool), **detection(pool, scores, kept)},
                          policy_training={"env_steps": int(agent.num_timesteps), "seconds": round(seconds, 2),
                                           "episodes": log.episodes},
                          random_same_size={"val": control.best_val})
@@ -286,9 +322,10 @@ def register_methods() -> None:
     from augrl import methods
 
     defaults = {k: v for k, v in PolicyConfig().to_dict().items()
-                if k not in ("max_steps", "eval_epochs", "eval_batch_size")}
+                if k not in ("max_steps", "eval_epochs", "eval_batch_size", "budget")}
+    defaults.update(budget=None, pool={}, env={"episode_length": 10}, episodes=30)
     for algo in ALGOS:
         name = f"kd+{algo}"
         methods.register(name, _bench_policy, augmenter="eda", options={**defaults, "algo": algo},
-                         description=f"KD on the eda candidates an SB3 {algo.upper()} policy keeps "
-                                     "(trained on augrl/AugmentKD-v0)")
+                         description=f"KD on the top-scored share of the pool by an SB3 {algo.upper()} policy "
+                                     "(trained on augrl/AugmentKD-v0, paired reward)")

@@ -12,7 +12,10 @@ Writes, for every task and shots value in the file:
   mean paired difference against ``kd`` and the number of pairs;
 * ``<task>[-<shots>shots].png``: a bar chart per task (and shots) with ± std error bars;
 * ``<task>-datasize.png``: for tasks run at several shots, each method's main metric against
-  the shots (the L2A paper's Figure 2).
+  the shots (the L2A paper's Figure 2);
+* when selection rows ran (:mod:`augrl.selection.rows`), a "Selection" section in ``table.md``
+  (:func:`selection_markdown`): each row against ``kd+random`` at the same budget, the detection
+  of planted candidates and the learned selectors' env steps, updates and seconds.
 
 The paired test is a two-sided paired t-test (:func:`scipy.stats.ttest_rel`) over the seeds
 both methods ran; it needs at least 2 pairs and differences that are not all equal (else no
@@ -276,6 +279,62 @@ def markdown(rows: list[Row], notes: list[str]) -> str:
     return "\n".join(lines)
 
 
+SELECTION_REFERENCE = "kd+random"
+
+
+def _mean(values: list) -> float | None:
+    values = [float(v) for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def selection_markdown(rows: list[Row], records: list[dict]) -> str:
+    """The selection gates (issue #17's layout): for every row of a block that holds selection
+    rows, the main test metric, its paired difference from ``kd+random`` (the same budget, the
+    same pool) with the p-value, and, from the records, the detection of planted candidates
+    (AUC of the row's scores, share of the planted in the lowest-scored third, planted kept) and
+    the cost of learned selectors (env steps, policy updates, seconds per run). Empty when no
+    record has a ``selection``."""
+    if not any(r.get("selection") for r in records):
+        return ""
+    lines = ["# Selection", "",
+             f"Paired differences against `{SELECTION_REFERENCE}` (same pool, same budget), two-sided paired "
+             "t-test over shared seeds. detection AUC: how often a planted candidate scores below a clean one "
+             "(1.0: all below; 0.5: random); lowest third: share of the planted candidates among the lowest-scored "
+             "third of the pool (random: 0.33).", ""]
+    by_row: dict[tuple, list[dict]] = {}
+    for r in records:
+        by_row.setdefault((r.get("task"), r.get("shots"), r.get("method"), settings_hash(r)), []).append(r)
+    for (task, shots), block in _blocks(rows).items():
+        if not any(by_row.get((row.task, row.shots, row.method, row.settings), [{}])[0].get("selection")
+                   for row in block):
+            continue
+        metric = _metrics(block)[0]
+        refs = [row for row in block if row.method == SELECTION_REFERENCE]
+        lines += [f"## {task}, {shots} shots per class", "",
+                  f"| method | {metric} | Δ vs random | p | kept | detection AUC | lowest third | planted kept "
+                  "| env steps | updates | s/run |", "|---|" + "---|" * 10]
+        for row in block:
+            recs = by_row.get((row.task, row.shots, row.method, row.settings), [])
+            sel = [r.get("selection") or {} for r in recs]
+            training = [r.get("policy_training") or {} for r in recs]
+            test = paired_test(row.values[metric], refs[0].values[metric]) if refs and row is not refs[0] else {}
+            diff, pval = test.get("diff"), test.get("p")
+            lines.append(" | ".join([
+                f"| {row.label}", _cell(row, metric), "-" if diff is None else f"{diff:+.4f}",
+                "-" if pval is None else f"{pval:.3f}", _fmt0(_mean([x.get("kept") for x in sel])),
+                _fmt(_mean([x.get("detection_auc") for x in sel])),
+                _fmt(_mean([x.get("planted_in_lowest_third") for x in sel])),
+                _fmt0(_mean([x.get("planted_kept") for x in sel])),
+                _fmt0(_mean([t.get("env_steps") for t in training])), _fmt0(_mean([t.get("updates") for t in training])),
+                _fmt0(_mean([t.get("seconds") for t in training]))]) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt0(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
 def csv_text(rows: list[Row]) -> str:
     """One CSV row per (task, shots, method configuration)."""
     metrics = list(dict.fromkeys(m for r in rows for m in r.values))
@@ -442,6 +501,9 @@ def write_report(folder: str | Path, quiet: bool = False) -> dict:
                                                   f"{task}: test {_metrics(task_rows)[0]} against training shots")))
     trials, finals = load_search(folder)
     text = markdown(rows, notes) if rows or not trials else ""
+    selection = selection_markdown(rows, records)
+    if selection:
+        text += "\n" + selection
     if trials:
         text += search_markdown(trials, finals)
         plots += search_plots(trials, folder)

@@ -227,7 +227,7 @@ def _target(source: str, key: str, method, base) -> tuple[str, ...]:
             raise ConfigError(f"{where}: method {method.name!r} has no option {parts[1]!r}; its options: "
                               f"{sorted(options) or 'none'}")
         if len(parts) == 3 and parts[1] == "selector":
-            from augrl.selector import SelectorConfig
+            from augrl.selection.reinforce import SelectorConfig
 
             known = [f.name for f in dataclasses.fields(SelectorConfig)]
             if parts[2] not in known:

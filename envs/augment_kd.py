@@ -342,6 +342,30 @@ class AugmentKDEnv(gym.Env):
         return observation(self.world.static, rows, logits, labels, progress, influence, self._raw_low,
                            self._raw_high)[:, self._columns]
 
+    def pool_observations(self, snapshot: int | None = None) -> np.ndarray:
+        """(N, F) the observation row of every candidate of the pool (scaled like the episodes'
+        observations, ``progress`` at mid-episode) for the student at warm-start snapshot step
+        ``snapshot`` (None: the current student), without training: what a selector scores for
+        its final selection. Loading a snapshot replaces the current student; ``reset()`` before
+        stepping again."""
+        if self.distiller is None:
+            self.reset(seed=int(self.config.seed))
+        if snapshot is not None:
+            states = dict(self.world.snapshots())
+            if snapshot not in states:
+                raise ValueError(f"no snapshot at step {snapshot}; the world has {sorted(states)} (snapshot_steps)")
+            self.distiller.load_training_state(states[snapshot])
+            self.start_step = snapshot
+        self._val = self._validate()
+        rows_all = np.arange(self.world.num_candidates)
+        parts = []
+        for start in range(0, len(rows_all), self.B):
+            rows = torch.as_tensor(rows_all[start:start + self.B])
+            parts.append(self._raw_features(rows, self.world.encoded.batch(rows, self.device), 0.5))
+        raw = np.concatenate(parts)
+        self._order = None  # the episode's batch is gone: step() needs a reset first
+        return self.scaler(raw) if self.scaler is not None else raw
+
     def feature_scaler(self) -> FeatureScaler:
         """The world's :class:`FeatureScaler`: each feature's mean and std over up to 512 pool
         candidates (a fixed seeded sample) under every warm-start state (the initial student

@@ -259,7 +259,7 @@ def test_unknown_methods_and_bad_settings_are_clear_errors_before_anything_runs(
     assert main(["bench", "--methods", "kd+eda", "--aug-param", "eda.nope=1", "--out", str(out)]) == 2
     assert "has no setting(s) ['nope']" in capsys.readouterr().err
     assert main(["bench", "--preset", "nope", "--out", str(out)]) == 2
-    assert "unknown preset 'nope'; available: datasize, domains, kd-objective, sensitivity" in capsys.readouterr().err
+    assert "unknown preset 'nope'; available: budgeted, datasize, demo, domains, kd-objective, planted, sensitivity" in capsys.readouterr().err
     assert main(["bench", "--methods", "kd"]) == 2 and "--out" in capsys.readouterr().err
     assert not out.exists()
     with pytest.raises(ConfigError, match="every method of a seed shares"):
@@ -270,7 +270,15 @@ def test_unknown_methods_and_bad_settings_are_clear_errors_before_anything_runs(
 
 
 def test_presets_ship_the_ablations():
-    assert {"datasize", "kd-objective", "sensitivity", "domains"} <= set(bench.preset_names())
+    assert {"datasize", "kd-objective", "sensitivity", "domains", "planted", "budgeted", "demo"} <= \
+        set(bench.preset_names())
+    planted = bench.load_preset("planted").resolve_methods()
+    assert all(m.options["pool"] == {"planted": 0.3} for name, m in planted.items() if name != "kd")
+    assert planted["all"].options["budget"] == 1.0 and planted["kd+oracle"].options["budget"] is None
+    budgeted = bench.load_preset("budgeted").resolve_methods()
+    assert all(m.options["pool"]["budgeted"] == 3000 for name, m in budgeted.items() if name != "kd")
+    demo = bench.load_preset("demo").resolve_methods()
+    assert list(demo) == ["kd", "all", "kd+random", "kd+reinforce"] and demo["kd+reinforce"].options["episodes"] == 10
     datasize = bench.load_preset("datasize")
     assert datasize.shots == [10, 20, 40, 80, 160] and datasize.seeds == [0, 1, 2, 3, 4]
     assert {"student_ft", "kd"} <= set(datasize.resolve_methods())
@@ -324,8 +332,12 @@ def test_a_registered_method_reuses_the_seed_pool_and_a_budget_change_reruns_aug
 
 
 def test_every_builtin_method_runs(toy_tasks, tiny_model_dir, base, tmp_path):
+    from augrl.l2a import L2AConfig
+
     names = [n for n in bench.names() if not n.startswith("test-")]
-    settings = _settings(toy_tasks, names, augmenter_params={"cbert": {"epochs": 1}})
+    planted = {"pool": {"planted": 0.25, "planted_kinds": ["flip", "shuffle"]}}  # the oracle needs planted rows
+    settings = _settings(toy_tasks, names, augmenter_params={"cbert": {"epochs": 1}},
+                         define={"kd+oracle": {"base": "kd+oracle", "options": planted}})
     tiny = base.with_max_steps(1)
     bench.run_bench(settings, tiny, tmp_path, progress=False, max_steps=1, log=lambda _: None)
     records = {r["method"]: r for r in read_jsonl(tmp_path / "results.jsonl")[0]}
@@ -349,9 +361,9 @@ def test_every_builtin_method_runs(toy_tasks, tiny_model_dir, base, tmp_path):
     l2a = records["kd+l2a"]
     assert l2a["augmenter"]["name"] == "l2a" and l2a["objective"] == records["kd"]["objective"]
     assert l2a["selection"]["pool"] == l2a["pool"]["size"] == 32 and l2a["candidates"] == l2a["selection"]["kept"]
-    assert len(l2a["episodes"]) == 10 and l2a["generator_updates"]
+    assert len(l2a["episodes"]) == L2AConfig().episodes and l2a["generator_updates"]
     assert records["kd+l2a-noselector"]["candidates"] == 32 and records["kd+l2a-noselector"]["episodes"] == []
-    assert records["kd+l2a-nogen"]["generator_updates"] == [] and len(records["kd+l2a-nogen"]["episodes"]) == 10
+    assert records["kd+l2a-nogen"]["generator_updates"] == [] and len(records["kd+l2a-nogen"]["episodes"]) == L2AConfig().episodes
     assert records["kd+l2a-nosrc"]["pool"]["source"] == 0
     assert records["kd+l2a-notgt"]["pool"]["target"] == 0 and records["kd+l2a-notgt"]["pool"]["source"] == 32
     # policy rows: trained on the shared eda pool, with a random-kept control of the same size

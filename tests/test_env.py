@@ -15,7 +15,8 @@ from augrl.errors import ConfigError  # noqa: E402
 @pytest.fixture(scope="module")
 def env_kwargs(toy_tasks, tiny_model_dir, augrl_cache):
     return dict(task=str(toy_tasks["single_file"]), shots=8, pool_size=64, batch_size=16, teacher=str(tiny_model_dir),
-                student_init=str(tiny_model_dir), teacher_epochs=1, device="cpu", target_batch_size=4)
+                student_init=str(tiny_model_dir), teacher_epochs=1, device="cpu", target_batch_size=4,
+                snapshot_steps=(0, 4))
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from scipy.stats import chisquare
 from augrl import baselines
 from augrl.errors import ConfigError
 from augrl.generator import L2AGenerator, edit_distance_probs
-from augrl.selector import ReinforceSelector, SelectorConfig
+from augrl.selection.reinforce import ReinforceSelector, SelectorConfig
 
 SENTENCE = "the movie was really good fun"
 
@@ -138,9 +138,16 @@ def test_reinforce_selector_learns_the_bandit():
     history = selector.learn(env, episodes=60, seed=0)
     after = selector.keep_probs(flagged)
     assert after[0] > before[0] + 0.2 and after[1] < before[1] - 0.2
-    assert np.mean([h["return"] for h in history[-10:]]) > np.mean([h["return"] for h in history[:10]])
+    # under its budget (half of each batch) a random choice earns 0 on average; the trained one
+    # keeps the flagged candidates first
+    assert np.mean([h["return"] for h in history[-10:]]) > 1.0
+    assert all(h["kept_fraction"] == 0.5 for h in history) and history[-1]["updates"] == 5
     stats = selector.run_episode(env, seed=99, learn=False)
-    assert len(stats["keep_probs"]) == 40
+    assert len(stats["keep_probs"]) == 40 and selector.updates == 60 * 5
+    # the final selection over a pool is its top-scored share, here the flagged rows
+    pool = env._obs()
+    kept = selector.select(pool, budget=0.25)
+    assert len(kept) == 2 and set(kept) <= set(np.flatnonzero(pool[:, 0] == 1))
 
 
 def test_selector_save_load_and_predict(tmp_path):
@@ -162,9 +169,17 @@ def l2a_settings(toy_tasks, tiny_model_dir, generator):
     from augrl.envs import AugmentKDConfig
 
     env = AugmentKDConfig(task=str(toy_tasks["single_file"]), shots=8, batch_size=8, teacher=str(tiny_model_dir),
-                          student_init=str(tiny_model_dir), teacher_epochs=1, device="cpu",
+                          student_init=str(tiny_model_dir), teacher_epochs=1, device="cpu", snapshot_steps=(0, 3),
                           augmenter="l2a", augmenter_params={"mlm": str(tiny_model_dir), "mlm_steps": 20, "top_k": 10})
     return env
+
+
+def test_snapshots_may_not_outrun_the_final_student(l2a_settings, tmp_path):
+    from augrl.l2a import L2AConfig, run_l2a
+
+    cfg = L2AConfig(episodes=1, eval_epochs=1, eval_batch_size=8)  # 16 target + half of 64 candidates: 6 steps
+    with pytest.raises(ConfigError, match=r"snapshot_steps \[0, 50\] reach step 50.*use snapshot steps in \[0, 6\]"):
+        run_l2a(l2a_settings.replace(snapshot_steps=(0, 50)), cfg, out_dir=tmp_path, progress=False)
 
 
 @pytest.mark.parametrize("flags, check", [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from augrl.errors import ConfigError
@@ -42,13 +43,15 @@ def test_train_policy_record_files_and_honest_evaluation(policy_world, algo, tmp
 def test_saved_policy_reloads_and_selects_the_same(policy_world, tmp_path):
     from stable_baselines3 import PPO
 
-    from augrl.policies import PolicyConfig, kept_by_policy, train_policy
+    from augrl.policies import PolicyConfig, select_by_policy, train_policy
 
-    cfg = PolicyConfig(algo="ppo", episodes=1, eval_epochs=1, eval_batch_size=8)
+    cfg = PolicyConfig(algo="ppo", episodes=1, eval_epochs=1, eval_batch_size=8, budget=0.25)
     record = train_policy(policy_world.config, cfg, out_dir=tmp_path, progress=False, world=policy_world)
     agent = PPO.load(record["policy_path"], device="cpu")
-    kept = kept_by_policy(agent, policy_world, "batch", seed=0)
-    assert len(kept) == record["evaluation"]["policy"]["kept"]
+    kept, scores = select_by_policy(agent, policy_world, "batch", cfg.budget, seed=0)
+    assert kept == record["evaluation"]["policy"]["kept_indices"]
+    assert len(kept) == round(0.25 * len(policy_world.pool)) == record["evaluation"]["random"]["kept"]
+    assert min(scores[kept]) >= max(np.delete(scores, kept))  # the top of the policy's scores
 
 
 def test_policy_config_errors():
@@ -58,6 +61,8 @@ def test_policy_config_errors():
         PolicyConfig(algo="sac")
     with pytest.raises(ConfigError, match="episodes"):
         PolicyConfig(episodes=0)
+    with pytest.raises(ConfigError, match=r"budget must be a fraction in \(0, 1\]"):
+        PolicyConfig(budget=1.5)
 
 
 def test_cli_train_policy_json(toy_tasks, tiny_model_dir, tmp_path, capsys, single_thread):

@@ -56,7 +56,7 @@ def test_no_torch_load_without_weights_only_in_the_package():
 
 
 def _selector():
-    from augrl.selector import ReinforceSelector, SelectorConfig
+    from augrl.selection.reinforce import ReinforceSelector, SelectorConfig
 
     torch.manual_seed(0)
     return ReinforceSelector(5, SelectorConfig())
@@ -80,7 +80,7 @@ def _distiller(tiny_model_dir):
 def _loaders(tiny_model_dir) -> dict:
     """Each loader of a .pt file, called on a path."""
     from augrl.kd.cache import TeacherCache
-    from augrl.selector import ReinforceSelector
+    from augrl.selection.reinforce import ReinforceSelector
 
     return {"selector": ReinforceSelector.load, "cache": TeacherCache.load,
             "distiller": lambda p: _distiller(tiny_model_dir).load_modules(p), "load_torch": models.load_torch}
@@ -114,14 +114,14 @@ def test_saved_files_round_trip_under_weights_only(tiny_model_dir, tmp_path):
     """What augrl saves holds only tensors and plain values: torch.load(weights_only=True) reads
     it, and each loader restores exactly what was saved."""
     from augrl.kd.cache import TeacherCache
-    from augrl.selector import ReinforceSelector
+    from augrl.selection.reinforce import ReinforceSelector
 
     selector = _selector()
-    selector.baseline, selector.episodes = 0.25, 7
+    selector.baseline, selector.scale, selector.updates = 0.25, 0.5, 7
     path = selector.save(tmp_path / "s.pt")
     assert isinstance(torch.load(path, weights_only=True)["config"], str)
     back = ReinforceSelector.load(path)
-    assert (back.baseline, back.episodes, back.config) == (0.25, 7, selector.config)
+    assert (back.baseline, back.scale, back.updates, back.config) == (0.25, 0.5, 7, selector.config)
     assert all(torch.equal(a, b) for a, b in zip(back.policy.state_dict().values(), selector.policy.state_dict().values()))
 
     cache = _cache()

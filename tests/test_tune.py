@@ -295,8 +295,9 @@ def test_shipped_spaces_fit_their_methods_and_keys_are_checked(tmp_path):
     method, settings = spaces.apply_sample(bench.get("kd+ppo"), base, bench.BenchSettings(methods=["kd+ppo"]),
                                            {"options.gamma": 0.9, "env.reward": "loss", "env.batch_size": 8,
                                             "variants": 2})
-    assert method.options["gamma"] == 0.9 and method.options["env"] == {"reward": "loss", "batch_size": 8}
-    assert settings.variants == 2 and bench.get("kd+ppo").options["gamma"] == 0.99  # the registry is untouched
+    assert method.options["gamma"] == 0.9
+    assert method.options["env"] == {"episode_length": 10, "reward": "loss", "batch_size": 8}
+    assert settings.variants == 2 and bench.get("kd+ppo").options["gamma"] == 0.0  # the registry is untouched
 
     user = tmp_path / "mine.yaml"
     user.write_text("base: tune-eda\nparams:\n  variants: 4\n  config.temperature: null\n")

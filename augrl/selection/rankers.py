@@ -184,7 +184,13 @@ def get_ranker(name: str, **params) -> Ranker:
 def select(world: "KDWorld", ranker: Ranker | str, budget: float, student: nn.Module | None = None,
            seed: int = 0) -> list[int]:
     """The pool indices a ranker keeps under a budget: the top ``budget_size(N, budget)`` of its
-    scores (ties broken with ``seed``), sorted.
+    scores (ties broken with ``seed``), sorted (:func:`select_scores` without the scores)."""
+    return select_scores(world, ranker, budget, student, seed)[0]
+
+
+def select_scores(world: "KDWorld", ranker: Ranker | str, budget: float, student: nn.Module | None = None,
+                  seed: int = 0) -> tuple[list[int], np.ndarray]:
+    """The pool indices a ranker keeps under a budget and its (N,) scores.
 
     Args:
         world: the world whose N candidates are ranked.
@@ -200,7 +206,7 @@ def select(world: "KDWorld", ranker: Ranker | str, budget: float, student: nn.Mo
     if s.shape != (world.num_candidates,):
         raise ValueError(f"ranker {ranker.name!r} returned scores of shape {s.shape} for "
                          f"{world.num_candidates} candidates")
-    return top_k(s, k, seed)
+    return top_k(s, k, seed), s
 
 
 # ----------------------------------------------------------------------------- shared pieces

@@ -1,0 +1,194 @@
+"""Selection rows of the benchmark: every selector at one budget over one pool, then KD.
+
+Each row takes the seed's selection pool (:meth:`augrl.methods.BenchRun.selection_pool`: the
+method augmenter's candidates, or a *planted* or *budgeted* pool set by ``options.pool``), keeps
+``budget`` of it, and distils a fresh student on the target set plus the kept candidates, exactly
+as ``kd+<augmenter>`` distils on all of them:
+
+====================  =========================================================================
+``kd+random``         a seeded random subset (the control every selector is tested against)
+``kd+oracle``         the clean candidates of a planted pool (planted ones dropped); planted only
+``kd+confidence``     top by the teacher's probability of the inherited label
+``kd+kl``             top by KL(teacher || student) at a warm-start student (most to learn)
+``kd+valsim``         top by the largest cosine similarity to the validation set (teacher space)
+``kd+influence``      top by one-step look-ahead influence on the validation divergence (Ren et
+                      al. 2018), at a warm-start student, all trainable parameters
+``kd+reinforce``      the REINFORCE selector (:mod:`augrl.selection.reinforce`) trained in
+                      ``augrl/AugmentKD-v0`` on the paired reward, then its top-scored share
+====================  =========================================================================
+
+``options.budget``: the kept share of the pool; None: ``1 - planted`` for a planted pool (the
+oracle's size, so every row keeps as many as the oracle), ``320 / size`` for a budgeted one, 0.5
+otherwise. Students that rank with a student (``kl``, ``influence``) use the environment's
+warm-start snapshot nearest half of its schedule.
+
+On a planted pool every row records how well its scores find the planted candidates:
+``selection.detection_auc`` (:func:`augrl.metrics.detection_auc`), ``selection.planted_in_lowest_third``
+(:func:`augrl.metrics.planted_in_lowest`) and how many planted candidates it kept.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+
+#: the budgeted benchmark's kept candidates (the augmentation budget of RT at 40 shots: 4 x 80)
+BUDGETED_KEEP = 320
+
+
+def selection_budget(ctx, pool) -> float:
+    """The row's kept share of ``pool`` (module docstring)."""
+    from augrl.errors import ConfigError
+
+    budget = ctx.method.options.get("budget")
+    if budget is None:
+        planted = getattr(pool, "planted", None)
+        pool_options = ctx.method.options.get("pool") or {}
+        if planted is not None and planted.any():
+            budget = 1.0 - float(planted.mean())
+        elif "budgeted" in pool_options:
+            budget = min(1.0, BUDGETED_KEEP / len(pool))
+        else:
+            budget = 0.5
+    budget = float(budget)
+    if not 0.0 < budget <= 1.0:
+        raise ConfigError(f"method {ctx.method.name!r}: options.budget must be a fraction in (0, 1], got {budget}")
+    return budget
+
+
+def selection_world(ctx, pool, budget: float, **env_changes):
+    """The environment's world over ``pool`` for this seed (teacher outputs, features, warm-start
+    snapshots), built once and shared by every selection row with the same environment settings.
+    Its snapshot schedule must not outrun the final student (target rows plus ``budget`` of the
+    pool, the bench's epochs and batch): checked before anything trains."""
+    from augrl.envs import build_world
+    from augrl.selection.rankers import budget_size
+    from augrl.training import total_steps
+
+    env_cfg = ctx.env_config(augmenter=ctx.method.augmenter or "eda", pool_size=len(pool),
+                             batch_size=min(32, len(pool)), **env_changes)
+    if ctx.max_steps is None:
+        size = len(ctx.data.train) + budget_size(len(pool), budget)
+        train = ctx.cfg.student_train
+        env_cfg.check_snapshots(total_steps(size, train), f"the final student ({train.epochs} epochs of batch "
+                                                         f"{train.batch_size} over {size} examples)")
+    key = json.dumps(["world", id(pool), env_cfg.to_dict()], sort_keys=True, default=str)
+    return ctx.shared.memo(key, lambda: build_world(env_cfg, progress=False, data=ctx.data, teacher=ctx.teacher(),
+                                                    pool=pool))
+
+
+def warm_student(world):
+    """A student at the warm-start snapshot nearest half of the schedule (the initial student
+    without snapshots), in eval mode."""
+    student = world.new_student()
+    snapshots = world.snapshots()
+    if snapshots:
+        middle = max(s for s, _ in snapshots) / 2
+        step, state = min(snapshots, key=lambda item: abs(item[0] - middle))
+        distiller = world.new_distiller(student)
+        distiller.load_training_state(state)
+    return student.eval()
+
+
+def detection(pool, scores: np.ndarray, kept: list[int]) -> dict:
+    """How a row's keep-scores find a planted pool's planted rows (empty for a clean pool)."""
+    from augrl.metrics import detection_auc, planted_in_lowest
+
+    planted = getattr(pool, "planted", None)
+    if planted is None or not planted.any() or planted.all():
+        return {}
+    return {"detection_auc": detection_auc(scores, planted), "planted_in_lowest_third": planted_in_lowest(scores, planted),
+            "planted_kept": int(planted[kept].sum()), "planted": int(planted.sum())}
+
+
+def finish(ctx, pool, kept: list[int], scores: np.ndarray, budget: float, seconds: float, **extra):
+    """Distil on target + kept and record the selection (sizes, detection, selector time)."""
+    outcome = ctx.distil(pool, keep=kept)
+    outcome.extra.update(selection={"kept": len(kept), "pool": len(pool), "budget": budget,
+                                    "kept_fraction": len(kept) / len(pool), "seconds": round(seconds, 2),
+                                    **detection(pool, scores, kept)}, **extra)
+    return outcome
+
+
+def _ranker_row(ctx):
+    from augrl.selection.rankers import get_ranker, select_scores
+
+    pool = ctx.selection_pool()
+    budget = selection_budget(ctx, pool)
+    start = time.perf_counter()
+    name = ctx.method.options["ranker"]
+    params = dict(ctx.method.options.get("ranker_params") or {})
+    if name == "random":
+        params.setdefault("seed", ctx.cfg.seed)
+    ranker = get_ranker(name, **params)
+    world = selection_world(ctx, pool, budget)
+    student = warm_student(world) if name in ("teacher_student_kl", "influence") else None
+    kept, scores = select_scores(world, ranker, budget, student=student, seed=ctx.cfg.seed)
+    return finish(ctx, pool, kept, scores, budget, time.perf_counter() - start)
+
+
+def _oracle_row(ctx):
+    from augrl.errors import ConfigError
+    from augrl.selection.rankers import budget_size, top_k
+
+    pool = ctx.selection_pool()
+    planted = getattr(pool, "planted", None)
+    if planted is None or not planted.any():
+        raise ConfigError(f"method {ctx.method.name!r} keeps the clean candidates of a planted pool, but this pool has "
+                          "no planted rows; set options.pool.planted (e.g. the `planted` preset)")
+    budget = selection_budget(ctx, pool)
+    scores = np.where(planted, -1.0, 1.0)
+    kept = top_k(scores, budget_size(len(pool), budget), ctx.cfg.seed)
+    return finish(ctx, pool, kept, scores, budget, 0.0)
+
+
+def _reinforce_row(ctx):
+    """The REINFORCE selector trained for ``options.episodes`` episodes of the env over the pool."""
+    from augrl.envs import AugmentKDEnv
+    from augrl.selection.reinforce import ReinforceSelector, SelectorConfig
+
+    pool = ctx.selection_pool()
+    budget = selection_budget(ctx, pool)
+    start = time.perf_counter()
+    world = selection_world(ctx, pool, budget)
+    env = AugmentKDEnv(world=world)
+    settings = {"seed": ctx.cfg.seed, **(ctx.method.options.get("selector") or {}), "budget": budget}
+    selector = ReinforceSelector.for_env(env, SelectorConfig.from_dict(settings, source=f"method {ctx.method.name}"))
+    episodes = int(ctx.method.options.get("episodes", 30))
+    if ctx.max_steps is not None:
+        episodes = min(episodes, max(1, ctx.max_steps // env.steps_per_episode))
+    history = selector.learn(env, episodes, seed=ctx.cfg.seed * 10_000)
+    env.reset(seed=ctx.cfg.seed)
+    views = [env.pool_observations(snapshot=s) for s, _ in world.snapshots()] or [env.pool_observations()]
+    scores = selector.pool_scores(views)
+    kept = selector.select(views)
+    seconds = time.perf_counter() - start
+    return finish(ctx, pool, kept, scores, budget, seconds,
+                  policy_training={"env_steps": episodes * env.steps_per_episode, "updates": selector.updates,
+                                   "seconds": round(seconds, 2), "episodes": history})
+
+
+RANKER_ROWS = {
+    "kd+random": ("random", {}, "a random subset of the pool at the row's budget (the selectors' control)"),
+    "kd+confidence": ("teacher_confidence", {}, "top candidates by the teacher's probability of their label"),
+    "kd+kl": ("teacher_student_kl", {"prefer": "high"}, "top candidates by KL(teacher || warm student)"),
+    "kd+valsim": ("val_similarity", {}, "top candidates by cosine similarity to the validation set"),
+    "kd+influence": ("influence", {"scope": "all"}, "top candidates by one-step look-ahead influence (Ren et al. 2018)"),
+}
+
+
+def register_methods() -> None:
+    """Register the selection rows in :mod:`augrl.methods` (called once, by its first lookup)."""
+    from augrl import methods
+
+    common = {"budget": None, "pool": {}}
+    for name, (ranker, params, description) in RANKER_ROWS.items():
+        methods.register(name, _ranker_row, augmenter="eda", description=description,
+                         options={**common, "ranker": ranker, "ranker_params": params})
+    methods.register("kd+oracle", _oracle_row, augmenter="eda", options=dict(common),
+                     description="the clean candidates of a planted pool (the planted ones dropped)")
+    methods.register("kd+reinforce", _reinforce_row, augmenter="eda",
+                     options={**common, "episodes": 30, "selector": {}, "env": {"episode_length": 10}},
+                     description="the REINFORCE selector trained on the paired reward, then its top-scored share")

@@ -1,0 +1,71 @@
+"""The selection rows of the benchmark on a planted toy pool: budgets, detection records, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from augrl import bench
+from augrl.errors import ConfigError
+from augrl.pipelines import RunConfig
+from augrl.results import read_jsonl
+from augrl.training import TrainConfig
+
+PLANTED = {"planted": 0.25, "planted_kinds": ["flip", "shuffle"]}  # no unrelated text: no AUGRL_DATA needed
+
+
+@pytest.fixture
+def base(tiny_model_dir, augrl_cache, single_thread) -> RunConfig:
+    small = TrainConfig(epochs=1, batch_size=8, max_steps=2)
+    return RunConfig(teacher=str(tiny_model_dir), student_init=str(tiny_model_dir), teacher_train=small,
+                     student_train=small, device="cpu")
+
+
+def _define(names, **options):
+    return {name: {"base": name, "options": {"pool": PLANTED, **options}} for name in names}
+
+
+def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, base, tmp_path):
+    rows = ["kd+oracle", "kd+random", "kd+confidence", "kd+kl", "kd+valsim", "kd+influence", "kd+reinforce", "kd+ppo"]
+    define = _define(rows)
+    define["kd+reinforce"]["options"].update(episodes=2, env={"episode_length": 2, "snapshot_steps": [0, 2]})
+    define["kd+ppo"]["options"].update(episodes=1, env={"episode_length": 2, "snapshot_steps": [0, 2]})
+    settings = bench.BenchSettings(tasks=[str(toy_tasks["single_file"])], methods=rows, seeds=1, shots=[8],
+                                   define=define)
+    bench.run_bench(settings, base, tmp_path, progress=False, max_steps=2)
+    records, bad = read_jsonl(tmp_path / "results.jsonl")
+    assert not bad and [r["method"] for r in records] == rows
+    by = {r["method"]: r for r in records}
+    pool = by["kd+random"]["pool"]
+    n, planted = pool["size"], pool["planted"]
+    assert planted == round(0.25 * n) and n == 4 * 16 + planted  # 4 variants x 16 train rows, plus the planted
+    for r in records:
+        sel = r["selection"]
+        assert sel["pool"] == n and sel["kept"] == n - planted  # every row keeps the oracle's share
+        assert 0.0 <= sel["detection_auc"] <= 1.0 and sel["planted"] == planted
+        assert r["train_size"] == 16 + sel["kept"]
+    assert by["kd+oracle"]["selection"]["planted_kept"] == 0 and by["kd+oracle"]["selection"]["detection_auc"] == 1.0
+    assert by["kd+reinforce"]["policy_training"]["updates"] == 2  # --max-steps 2: one episode of 2 steps, an update each
+    assert "random_same_size" in by["kd+ppo"]
+    # the report's selection table: every row against kd+random, with detection and RL cost
+    from augrl.report import write_report
+
+    table = (tmp_path / "table.md").read_text() if write_report(tmp_path, quiet=True) else ""
+    section = table.split("# Selection", 1)[1]
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in section.splitlines() if line.startswith("| kd")}
+    assert set(lines) == set(rows)
+    assert " | 1.0000 | " in lines["kd+oracle"] and lines["kd+random"].split(" | ")[2] == "-"
+    assert lines["kd+reinforce"].split(" | ")[-3] == "2"  # env steps
+
+
+def test_oracle_needs_a_planted_pool_and_bad_settings_fail_before_training(toy_tasks, base, tmp_path):
+    settings = bench.BenchSettings(tasks=[str(toy_tasks["single_file"])], methods=["kd+oracle"], seeds=1, shots=[8])
+    with pytest.raises(ConfigError, match="no planted rows"):
+        bench.run_bench(settings, base, tmp_path, progress=False, max_steps=2)
+    for options, message in (({"budget": 1.5}, r"budget must be a fraction in \(0, 1\]"),
+                             ({"pool": {"planted": 1.0}}, r"planted fraction must be in the open range \(0, 1\)"),
+                             ({"pool": {"planted": 0.2, "budgeted": 300}}, "choose one"),
+                             ({"pool": {"plant": 0.2}}, "unknown options.pool")):
+        bad = bench.BenchSettings(tasks=[str(toy_tasks["single_file"])], methods=["kd+random"], seeds=1, shots=[8],
+                                  define={"kd+random": {"base": "kd+random", "options": options}})
+        with pytest.raises(ConfigError, match=message):
+            bad.resolve_methods()
