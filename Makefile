@@ -27,8 +27,10 @@ $(STAMP): pyproject.toml requirements-weights.txt
 
 install: $(STAMP)
 
+# the mission in one seed: KD, KD on a planted pool, a random subset of it and the learned
+# selector's choice (augrl/configs/demo.yaml); prints the table, saves runs/demo/rt.png
 demo: $(STAMP)
-	$(BIN)/augrl distill --task rt --out runs/demo
+	$(BIN)/augrl bench --preset demo --out runs/demo
 
 # -rs lists every skipped test with its reason; with AUGRL_DATA set, a skipped integration test
 # fails the run (tests/conftest.py)

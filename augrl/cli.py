@@ -465,7 +465,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         print(json.dumps(summary, default=str))
     else:
         print(Path(summary["table_md"]).read_text())
-        print("wrote " + ", ".join([summary["table_md"], summary["table_csv"], *summary["plots"]]), file=sys.stderr)
+        print("wrote " + ", ".join(p for p in [summary["table_md"], summary["table_csv"], *summary["plots"]] if p),
+          file=sys.stderr)
 
 
 def cmd_tune(args: argparse.Namespace) -> None:

@@ -51,3 +51,22 @@ class ConfigMixin:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of field: value")
         return cls.from_dict(data, source=str(path))
+
+
+def build_with_params(what: str, factory, params: dict):
+    """``factory(**params)`` for a registry entry named ``what`` (e.g. ``"augmenter 'eda'"``), with
+    a ConfigError naming the parameters it does not take (and those it does), or a bad value."""
+    import inspect
+
+    signature = inspect.signature(factory)
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
+    known = [p for p in signature.parameters if p != "self"]
+    unknown = sorted(set(params) - set(known))
+    if unknown and not accepts_any:
+        raise ConfigError(f"{what} has no parameter(s) {unknown}; it takes {known}")
+    try:
+        return factory(**params)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{what}: bad parameter value ({err})") from None

@@ -331,6 +331,35 @@ def selection_markdown(rows: list[Row], records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def signal_markdown(folder: str | Path) -> str:
+    """The reward-signal gate (``scripts/reward_signal.py`` lines, ``command == "reward-signal"``):
+    per setting (planted share and kinds, hard-label weight, reward set) and reward, the mean,
+    std and t statistic of the oracle's and the anti-oracle's per-step rewards. Empty without
+    such lines."""
+    records, _ = read_jsonl(Path(folder) / "results.jsonl")
+    lines_in = [r for r in records if isinstance(r, dict) and r.get("command") == "reward-signal"]
+    if not lines_in:
+        return ""
+    out = ["# Reward signal", "",
+           "Per-step rewards of a policy that keeps exactly the clean candidates of each batch (oracle) and one "
+           "that keeps exactly the planted ones (anti-oracle); t: one-sample t statistic of the mean. The gate: "
+           "the paired reward's oracle mean > 0 with t >= 3 within 100 steps, the anti-oracle's < 0.", "",
+           "| task | seed | planted | kinds | hard weight | reward set | reward | policy | steps | mean | std | t | s |",
+           "|---|" + "---|" * 12]
+    for r in lines_in:
+        cfg = r.get("config") or {}
+        hard = (cfg.get("objective") or {"hard_ce": 1.0}).get("hard_ce", 0.0)  # None: the default dark + hard
+        reward_set = r.get("reward_set") or {}
+        pool = r.get("pool") or {}
+        share = pool.get("planted", 0) / max(1, pool.get("size", 1))
+        out.append(f"| {r.get('task')} | {r.get('seed')} | {share:.2f} | {','.join(pool.get('kinds') or [])} | {hard} "
+                   f"| {reward_set.get('val', 'all')} val + {reward_set.get('unlabelled', 0)} unlabelled "
+                   f"| {r.get('reward')} | {r.get('policy')} | {r.get('steps')} | {r.get('mean'):+.5f} "
+                   f"| {r.get('std'):.5f} | {r.get('t'):+.2f} | {r.get('seconds')} |")
+    out.append("")
+    return "\n".join(out)
+
+
 def _fmt0(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
@@ -482,6 +511,10 @@ def write_report(folder: str | Path, quiet: bool = False) -> dict:
     from augrl.plots import plot_bench_bars, plot_metric_vs_shots
 
     folder = Path(folder)
+    signal = signal_markdown(folder) if (folder / "results.jsonl").is_file() else ""
+    if signal:  # a reward-signal folder: that table alone
+        return {"table_md": str(_write(folder / "table.md", signal)), "table_csv": None, "plots": [], "notes": [],
+                "rows": []}
     records, notes = load_records(folder)
     rows, more = summarise(records)
     notes += more

@@ -49,6 +49,7 @@ line and field, what is wrong and the fix; a misspelt key or split suggests the 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -65,6 +66,9 @@ from augrl.leakage import CATEGORIES, LeakageReport, LeakageSettings, audit
 KINDS = ("classification", "pair_classification", "regression")
 
 DEFAULT_SHOTS = 40
+
+#: target rows kept aside as unlabelled target-domain text (Task.unlabelled)
+UNLABELLED_MAX = 2000
 DEFAULT_VAL_SIZE = 200
 DEFAULT_TEST_SIZE = 2000
 LEAKAGE_FILTERS = ("remove", "keep")
@@ -165,6 +169,9 @@ class Task:
 
     ``leakage_report`` is the audit of the whole source dataset against ``val`` and ``test``
     (its row indices are the ``idx`` of the source rows); ``meta["leakage"]`` sums it up.
+    ``unlabelled``: up to :data:`UNLABELLED_MAX` target rows used by no split (disjoint from
+    train, validation and test, and no text equal to a held-out one), for teacher-labelled
+    uses such as the environment's reward set; their labels are never read for that.
     """
 
     spec: TaskSpec
@@ -174,6 +181,7 @@ class Task:
     source: "datasets.Dataset"  # noqa: F821
     meta: dict
     leakage_report: LeakageReport | None = None
+    unlabelled: "datasets.Dataset | None" = None  # noqa: F821
 
     def heldout_texts(self) -> list:
         """The validation and test texts (tuples for pairs): what no training text may leak.
@@ -377,6 +385,11 @@ def split_task(
             train.extend(of_class)
         train = [train[i] for i in rng.permutation(len(train))]
 
+    chosen = {id(r) for r in train}
+    heldout = {json.dumps(_texts_of(r, spec)) for r in val + test}
+    unlabelled = [r for r in rest if id(r) not in chosen and json.dumps(_texts_of(r, spec)) not in heldout]
+    unlabelled = unlabelled[:UNLABELLED_MAX]
+
     report = audit([_texts_of(r, spec) for r in raw.source], [_texts_of(r, spec) for r in val + test],
                    **settings.to_dict())
     source = [dict(r, idx=i) for i, (r, category) in enumerate(zip(raw.source, report.categories))
@@ -387,7 +400,8 @@ def split_task(
         "task": spec.name,
         "seed": seed,
         "shots": shots,
-        "sizes": {"train": len(train), "val": len(val), "test": len(test), "source": len(source)},
+        "sizes": {"train": len(train), "val": len(val), "test": len(test), "source": len(source),
+                  "unlabelled": len(unlabelled)},
         "test_from": test_from,
         "val_from": val_from,
         "source_removed": removed,
@@ -396,7 +410,7 @@ def split_task(
         "leakage": _leakage_record(report, removed),
         "index_hash": {
             name: _digest([r["idx"] for r in rows])
-            for name, rows in (("train", train), ("val", val), ("test", test))
+            for name, rows in (("train", train), ("val", val), ("test", test), ("unlabelled", unlabelled))
         },
     }
     return Task(
@@ -407,6 +421,7 @@ def split_task(
         source=_to_dataset(source, spec),
         meta=meta,
         leakage_report=report,
+        unlabelled=_to_dataset(unlabelled, spec),
     )
 
 

@@ -11,6 +11,7 @@ import importlib
 import inspect
 from typing import Callable
 
+from augrl.config import build_with_params
 from augrl.errors import ConfigError
 
 from .base import Augmenter
@@ -73,15 +74,4 @@ def get(name: str, **params) -> Augmenter:
         ConfigError: unknown name, or a parameter the augmenter does not take.
     """
     factory = _factory(name)
-    signature = inspect.signature(factory)
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
-    known = [p for p in signature.parameters if p != "self"]
-    unknown = sorted(set(params) - set(known))
-    if unknown and not accepts_any:
-        raise ConfigError(f"augmenter {name!r} has no parameter(s) {unknown}; it takes {known}")
-    try:
-        return factory(**params)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"augmenter {name!r}: bad parameter value ({err})") from None
+    return build_with_params(f"augmenter {name!r}", factory, params)

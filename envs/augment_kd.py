@@ -487,22 +487,36 @@ class AugmentKDEnv(gym.Env):
         metrics = compute_metrics(logits.numpy(), labels.numpy(), self.task_spec.num_labels)
         if self.task_spec.is_regression:
             loss = float(torch.nn.functional.mse_loss(logits[:, 0], labels.float()))
-            divergence = float(torch.nn.functional.mse_loss(logits[:, 0], teacher[:, 0]))
+            divergence = self._divergence(logits, teacher)
             agreement = float(np.corrcoef(logits[:, 0].numpy(), teacher[:, 0].numpy())[0, 1]) \
                 if len(labels) > 1 and logits.std() > 0 and teacher.std() > 0 else 0.0
         else:
             loss = float(torch.nn.functional.cross_entropy(logits, labels))
-            log_t = torch.log_softmax(teacher, -1)
-            divergence = float((log_t.exp() * (log_t - torch.log_softmax(logits, -1))).sum(-1).mean())
+            divergence = self._divergence(logits, teacher)
             agreement = float((logits.argmax(-1) == teacher.argmax(-1)).float().mean())
         if head and inputs and inputs[0][1] is not None:
             h = torch.empty(len(val), inputs[0][1].shape[-1])
             for idx, part in inputs:
                 h[torch.tensor(idx)] = part
             self._head_grad = head_gradient(logit_gradients(logits, teacher, None, 0.0, 1.0), h)
+        extra = self.world.reward_extra
+        if extra is not None and self.config.reward == "paired":
+            # the teacher-labelled unlabelled texts join the divergence (weighted by their count)
+            extra_logits = torch.cat([self._student_view(extra.batch(list(range(i, min(i + bs, len(extra)))),
+                                                                     self.device), fp32=True)[0]
+                                      for i in range(0, len(extra), bs)])
+            extra_divergence = self._divergence(extra_logits, self.world.reward_extra_teacher_logits)
+            divergence = (divergence * len(val) + extra_divergence * len(extra)) / (len(val) + len(extra))
         metric = metrics[self.task_spec.metric]
         return {"val_metric": 0.0 if np.isnan(metric) else float(metric), "val_loss": loss,
                 "val_divergence": divergence, "val_teacher_agreement": agreement, "val_metrics": metrics}
+
+    def _divergence(self, logits: torch.Tensor, teacher: torch.Tensor) -> float:
+        """Mean KL(teacher || student) over rows of (N, C) logits (regression: squared error)."""
+        if self.task_spec.is_regression:
+            return float(torch.nn.functional.mse_loss(logits[:, 0], teacher[:, 0]))
+        log_t = torch.log_softmax(teacher, -1)
+        return float((log_t.exp() * (log_t - torch.log_softmax(logits, -1))).sum(-1).mean())
 
     def _info(self, updated: bool, kept: int, terms: dict) -> dict:
         return {"updated": updated, "kept": kept, "kept_fraction": kept / self.B,
@@ -518,7 +532,8 @@ class AugmentKDEnv(gym.Env):
         ``reward``, ``batch_size``, ``target_batch_size``, ``student_reset``, ``lr``...).
         Settings that decide the world itself (task, pool, teacher...) cannot change here."""
         fixed = {"task", "shots", "seed", "data_dir", "leakage", "teacher", "teacher_dir", "augmenter",
-                 "augmenter_params", "pool_size", "variants", "source_fraction", "val_size", "objective",
+                 "augmenter_params", "pool_size", "variants", "source_fraction", "val_size", "reward_unlabelled",
+                 "objective",
                  "loss_params", "layer_map", "student", "student_init", "student_layers", "max_length",
                  "freeze_embeddings", "teacher_epochs", "teacher_lr", "teacher_max_steps", "temperature"}
         bad = sorted(k for k in changes if k in fixed and changes[k] != getattr(world.config, k))

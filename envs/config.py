@@ -49,6 +49,10 @@ class AugmentKDConfig(ConfigMixin):
             labels, MSE for regression). See :class:`~augrl.envs.AugmentKDEnv`.
         val_size: validation examples the reward is computed on (None: the whole split; a
             smaller, class-stratified seeded subset is faster and noisier).
+        reward_unlabelled: target-domain texts no split uses (``Task.unlabelled``: disjoint from
+            train, validation and test), labelled by the teacher and added to the paired
+            reward's divergence set (their gold labels are never read); 0: the validation set
+            alone. The number used is recorded in the world's ``reward_set``.
         student_reset: ``episode`` (every reset restores a student and its optimiser: a
             warm-start snapshot, or the initial student without snapshots) or ``never`` (the
             student keeps learning across episodes).
@@ -104,6 +108,7 @@ class AugmentKDConfig(ConfigMixin):
     decision: str = "batch"
     reward: str = "paired"
     val_size: int | None = None
+    reward_unlabelled: int = 0
     student_reset: str = "episode"
     snapshot_steps: tuple = (0, 10, 25, 50, 100)
     episode_length: int | None = None
@@ -143,6 +148,9 @@ class AugmentKDConfig(ConfigMixin):
         self.snapshot_steps = tuple(steps)
         if self.episode_length is not None and self.episode_length < 1:
             raise ConfigError(f"episode_length must be >= 1 or None, got {self.episode_length}")
+        if int(self.reward_unlabelled) < 0:
+            raise ConfigError(f"reward_unlabelled must be >= 0 (target texts added to the reward set), got "
+                              f"{self.reward_unlabelled}")
         if self.val_size is not None and self.val_size < 2:
             raise ConfigError(f"val_size must be >= 2 or None, got {self.val_size}")
         if self.objective:

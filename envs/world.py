@@ -26,7 +26,7 @@ import torch
 from augrl import baselines, models
 from augrl.artifacts import texts_fingerprint
 from augrl.augmented import encode_pool
-from augrl.batching import Encoded, encode
+from augrl.batching import Encoded, encode, predict
 from augrl.errors import ConfigError
 from augrl.kd.cache import TeacherCache
 from augrl.kd.distiller import Distiller
@@ -61,6 +61,9 @@ class KDWorld:
             ``dropped_features``, those that depend on the teacher alone and are constant over
             this pool.
         snapshot_store: the warm-start snapshots, built on first use (:meth:`snapshots`).
+        reward_extra: unlabelled target texts (``config.reward_unlabelled`` of ``Task.unlabelled``)
+            added to the paired reward's divergence set, with the teacher's logits
+            ``reward_extra_teacher_logits`` (U, C); ``reward_set`` records the set's sizes.
     """
 
     config: AugmentKDConfig
@@ -79,6 +82,9 @@ class KDWorld:
     dropped_features: list = field(default_factory=list)
     val_repr: torch.Tensor | None = None
     snapshot_store: dict = field(default_factory=dict)
+    reward_extra: Encoded | None = None
+    reward_extra_teacher_logits: torch.Tensor | None = None
+    reward_set: dict = field(default_factory=dict)
 
     @property
     def lengths(self) -> np.ndarray:
@@ -226,6 +232,17 @@ def build_world(config: AugmentKDConfig, progress: bool = False, data: Prepared 
     val_cache = TeacherCache.from_model(teacher, val, Needs(), batch_size, data.device, extras_fn=representation,
                                         extras_needs=top)
     val_teacher_logits, val_repr = val_cache.logits.float(), val_cache.extras["repr"].float()
+    extra, extra_logits = None, None
+    unlabelled = getattr(data.task, "unlabelled", None)
+    if config.reward_unlabelled:
+        available = 0 if unlabelled is None else len(unlabelled)
+        if available < config.reward_unlabelled:
+            raise ConfigError(f"reward_unlabelled={config.reward_unlabelled}, but task {spec.name!r} keeps "
+                              f"{available} unlabelled target texts; use reward_unlabelled <= {available}")
+        extra = encode(unlabelled.select(range(config.reward_unlabelled)), data.tokenizer, spec, config.max_length)
+        extra_logits = predict(teacher, extra, batch_size, data.device).float()
+    reward_set = {"val": len(val), "unlabelled": 0 if extra is None else len(extra),
+                  "unlabelled_index_hash": data.task.meta.get("index_hash", {}).get("unlabelled")}
     max_cosine, centroid_distance = max_cosine_similarity(cand_repr, val_repr), centroid_cosine_distance(cand_repr, val_repr)
     lengths = torch.tensor([len(ids) for ids in candidates.input_ids], dtype=torch.float32)
     static = static_features(cache.logits[: len(pool)], torch.as_tensor(pool.labels), distance,
@@ -239,7 +256,8 @@ def build_world(config: AugmentKDConfig, progress: bool = False, data: Prepared 
     _log(progress, f"world ready in {timings['total_s']:.1f}s: {len(pool)} candidates, {len(data.train)} target, "
                    f"{len(val)} validation; {len(names)} features ({len(dropped)} constant over the pool dropped)")
     return KDWorld(config, data, teacher, pool, encoded, cache, static, val, val_teacher_logits, template.cpu(),
-                   info, {k: round(v, 2) for k, v in timings.items()}, names, dropped, val_repr)
+                   info, {k: round(v, 2) for k, v in timings.items()}, names, dropped, val_repr, {}, extra,
+                   extra_logits, reward_set)
 
 
 # ----------------------------------------------------------------------------- warm starts

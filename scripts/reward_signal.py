@@ -48,6 +48,8 @@ def main(argv=None) -> int:
     parser.add_argument("--kinds", nargs="+", default=["flip", "unrelated", "shuffle"], help="planted kinds")
     parser.add_argument("--hard-weight", type=float, default=1.0,
                         help="weight of the hard-label term (the objective is dark_ce 1 + hard_ce W)")
+    parser.add_argument("--reward-unlabelled", type=int, default=0,
+                        help="unlabelled target texts added to the paired reward's divergence set")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--episode-length", type=int, default=10)
     parser.add_argument("--rewards", nargs="+", default=["paired", "metric"])
@@ -63,7 +65,8 @@ def main(argv=None) -> int:
     from augrl.teachers import obtain_teacher
 
     cfg = AugmentKDConfig(task=args.task, shots=args.shots, seed=args.seed, episode_length=args.episode_length,
-                          objective={"dark_ce": 1.0, "hard_ce": args.hard_weight})
+                          objective={"dark_ce": 1.0, "hard_ce": args.hard_weight},
+                          reward_unlabelled=args.reward_unlabelled)
     data = prepare(cfg.run_config())
     teacher, info = obtain_teacher(cfg.run_config(), data, None, progress=True)
     augmenter = baselines.get("eda").fit(data.task)
@@ -83,7 +86,7 @@ def main(argv=None) -> int:
                     "reward": reward, "policy": name, "steps": len(r), "mean": float(r.mean()),
                     "std": float(r.std(ddof=1)), "t": t, "seconds": round(seconds, 1),
                     "pool": {"size": len(pool), "planted": int(planted.sum()), "kinds": sorted(set(pool.planted_kind) - {""})},
-                    "config": cfg.to_dict(), "world_timings": world.timings, "teacher_val": info.get("val"),
+                    "config": cfg.to_dict(), "world_timings": world.timings, "reward_set": world.reward_set, "teacher_val": info.get("val"),
                     **provenance()}
             lines.append(line)
             print(f"{reward:>7} {name:>12}: mean {line['mean']:+.5f}  std {line['std']:.5f}  t {t:+.2f}  "

@@ -64,6 +64,18 @@ def toy_task(tmp_path) -> Path:
     return tmp_path / "task.yaml"
 
 
+@pytest.fixture
+def toy_regression_task(tmp_path) -> Path:
+    """A task YAML over a toy regression CSV: 120 random six-word texts scored in [1, 5]."""
+    rng = random.Random(0)
+    words = "good bad fine awful movie film plot the a was".split()
+    lines = ["text,score"] + [f"{' '.join(rng.choices(words, k=6))},{rng.uniform(1, 5):.2f}" for _ in range(120)]
+    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "task.yaml").write_text("name: toy-reg\nkind: regression\ntext: text\nlabel: score\n"
+                                        "target: {all: data.csv}\nval_size: 20\ntest_size: 20\n")
+    return tmp_path / "task.yaml"
+
+
 @pytest.fixture(scope="session")
 def data_root() -> Path:
     """The real data (``AUGRL_DATA``). Integration tests skip when it is not set; when it is set

@@ -259,7 +259,7 @@ def test_unknown_methods_and_bad_settings_are_clear_errors_before_anything_runs(
     assert main(["bench", "--methods", "kd+eda", "--aug-param", "eda.nope=1", "--out", str(out)]) == 2
     assert "has no setting(s) ['nope']" in capsys.readouterr().err
     assert main(["bench", "--preset", "nope", "--out", str(out)]) == 2
-    assert "unknown preset 'nope'; available: budgeted, datasize, demo, domains, kd-objective, planted, sensitivity" in capsys.readouterr().err
+    assert "unknown preset 'nope'; available: budgeted, datasize, demo, domains, kd-objective, planted, planted-hard, sensitivity" in capsys.readouterr().err
     assert main(["bench", "--methods", "kd"]) == 2 and "--out" in capsys.readouterr().err
     assert not out.exists()
     with pytest.raises(ConfigError, match="every method of a seed shares"):

@@ -246,17 +246,10 @@ def test_outputs_rows_match_a_forward_on_the_rows_alone(world):
     assert torch.allclose(cut.attentions[1], alone.attentions[1], atol=1e-5)
 
 
-def test_regression_task(tmp_path, tiny_model_dir, augrl_cache, single_thread):
+def test_regression_task(toy_regression_task, tiny_model_dir, augrl_cache, single_thread):
     from gymnasium.utils.env_checker import check_env
 
-    import random
-    rng = random.Random(0)
-    words = "good bad fine awful movie film plot the a was".split()
-    lines = ["text,score"] + [f"{' '.join(rng.choices(words, k=6))},{rng.uniform(1, 5):.2f}" for _ in range(120)]
-    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
-    (tmp_path / "task.yaml").write_text("name: toy-reg\nkind: regression\ntext: text\nlabel: score\n"
-                                        "target: {all: data.csv}\nval_size: 20\ntest_size: 20\n")
-    env = gym.make(ENV_ID, task=str(tmp_path / "task.yaml"), shots=8, pool_size=32, batch_size=8,
+    env = gym.make(ENV_ID, task=str(toy_regression_task), shots=8, pool_size=32, batch_size=8,
                    teacher=str(tiny_model_dir), student_init=str(tiny_model_dir), teacher_epochs=1, device="cpu")
     names = env.unwrapped.feature_names
     assert env.observation_space.shape == (8, len(names)) and len(names) <= 15 and "squared_difference" in names

@@ -103,3 +103,23 @@ def test_snapshot_schedule_errors(toy_tasks):
     cfg.check_snapshots(200)
     with pytest.raises(ConfigError, match="reward must be one of"):
         AugmentKDConfig(task=str(toy_tasks["single_file"]), reward="accuracy")
+
+
+def test_unlabelled_target_texts_join_the_reward_set(flipped_world, toy_tasks):
+    from augrl.envs import AugmentKDEnv, build_world
+
+    world, _ = flipped_world
+    task = toy_tasks["single"]
+    used = {i for split in (task.train, task.val, task.test) for i in split["idx"]}
+    assert len(task.unlabelled) > 10 and not used & set(task.unlabelled["idx"])
+    assert task.meta["sizes"]["unlabelled"] == len(task.unlabelled)
+    bigger = build_world(world.config.replace(reward_unlabelled=10), data=world.data, teacher=world.teacher,
+                         pool=world.pool)
+    assert bigger.reward_set["unlabelled"] == 10 and bigger.reward_set["val"] == len(world.val)
+    plain, extended = AugmentKDEnv(world=world), AugmentKDEnv(world=bigger)
+    _, a = plain.reset(seed=0)
+    _, b = extended.reset(seed=0)
+    assert a["val_metric"] == b["val_metric"] and a["val_divergence"] != b["val_divergence"]
+    with pytest.raises(ConfigError, match=r"keeps \d+ unlabelled target texts; use reward_unlabelled <="):
+        build_world(world.config.replace(reward_unlabelled=100_000), data=world.data, teacher=world.teacher,
+                    pool=world.pool)

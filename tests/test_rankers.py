@@ -298,16 +298,8 @@ def test_influence_under_the_l2a_objective(env_kwargs, single_thread):
     assert np.unique(batched).size > 1
 
 
-def test_rankers_on_a_regression_world(tmp_path, tiny_model_dir, augrl_cache, single_thread):
-    import random
-
-    rng = random.Random(0)
-    words = "good bad fine awful movie film plot the a was".split()
-    lines = ["text,score"] + [f"{' '.join(rng.choices(words, k=6))},{rng.uniform(1, 5):.2f}" for _ in range(120)]
-    (tmp_path / "data.csv").write_text("\n".join(lines) + "\n")
-    (tmp_path / "task.yaml").write_text("name: toy-reg\nkind: regression\ntext: text\nlabel: score\n"
-                                        "target: {all: data.csv}\nval_size: 20\ntest_size: 20\n")
-    world = build_world(AugmentKDConfig(task=str(tmp_path / "task.yaml"), shots=8, pool_size=32, batch_size=8,
+def test_rankers_on_a_regression_world(toy_regression_task, tiny_model_dir, augrl_cache, single_thread):
+    world = build_world(AugmentKDConfig(task=str(toy_regression_task), shots=8, pool_size=32, batch_size=8,
                                         teacher=str(tiny_model_dir), student_init=str(tiny_model_dir),
                                         teacher_epochs=1, device="cpu"))
     n = world.num_candidates

@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from augrl.batching import predict
+from augrl.config import build_with_params
 from augrl.errors import ConfigError
 
 if TYPE_CHECKING:  # the environment package imports gymnasium; only annotations need it here
@@ -167,18 +168,7 @@ def get_ranker(name: str, **params) -> Ranker:
             ranker does not take, or a bad value.
     """
     cls = _ranker_class(name)
-    signature = inspect.signature(cls)
-    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in signature.parameters.values())
-    known = [p for p in signature.parameters if p != "self"]
-    unknown = sorted(set(params) - set(known))
-    if unknown and not accepts_any:
-        raise ConfigError(f"ranker {name!r} has no parameter(s) {unknown}; it takes {known}")
-    try:
-        return cls(**params)
-    except ConfigError:
-        raise
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"ranker {name!r}: bad parameter value ({err})") from None
+    return build_with_params(f"ranker {name!r}", cls, params)
 
 
 def select(world: "KDWorld", ranker: Ranker | str, budget: float, student: nn.Module | None = None,
