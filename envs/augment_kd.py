@@ -95,10 +95,11 @@ class AugmentKDEnv(gym.Env):
     ``info`` after every step: ``updated`` (a distillation step was taken), ``kept`` and
     ``kept_fraction`` (of the batch just decided), ``kept_total`` and ``candidates_seen``
     (this episode), ``decided_rows`` (pool indices of the candidates this step decided),
-    ``val_metric``, ``val_loss`` and ``val_teacher_agreement`` (the student's,
-    on the reward's validation set), ``loss_terms`` (the KD terms of the last step), ``batch``
-    (steps taken this episode) and, at the end of an episode, ``episode_kept_indices`` (pool
-    indices kept).
+    ``val_metric``, ``val_loss``, ``val_divergence`` (KL(teacher || student), over the
+    reward set: validation plus ``reward_unlabelled`` texts) and ``val_teacher_agreement`` (the
+    student's, on the reward's validation set), ``loss_terms`` (the KD terms of the last step),
+    ``batch`` (steps taken this episode), ``start_step`` (the warm-start snapshot the episode
+    began from) and, at the end of an episode, ``episode_kept_indices`` (pool indices kept).
     """
 
     metadata = {"render_modes": []}
