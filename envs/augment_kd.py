@@ -64,7 +64,6 @@ import torch
 from gymnasium import spaces
 
 from augrl import models
-from augrl.errors import ConfigError
 from augrl.metrics import compute_metrics
 from augrl.runtime import native_bf16
 
@@ -372,7 +371,9 @@ class AugmentKDEnv(gym.Env):
         candidates (a fixed seeded sample) under every warm-start state (the initial student
         without snapshots); measured once and kept in the world. Leaves the student at the last
         state it loaded: call it before choosing the episode's state."""
-        key = ("feature_scaler", tuple(self.config.snapshot_steps or ()), tuple(self.feature_names))
+        c = self.config
+        key = ("feature_scaler", tuple(c.snapshot_steps or ()), c.lr, c.weight_decay, c.grad_clip, c.batch_size,
+               c.target_batch_size, tuple(self.feature_names))
         store = self.world.snapshot_store
         if key not in store:
             rng = np.random.default_rng([int(self.config.seed) & 0xFFFFFFFF, 31])
@@ -532,15 +533,4 @@ class AugmentKDEnv(gym.Env):
         """An env on a shared world with some decision-process settings changed (``decision``,
         ``reward``, ``batch_size``, ``target_batch_size``, ``student_reset``, ``lr``...).
         Settings that decide the world itself (task, pool, teacher...) cannot change here."""
-        fixed = {"task", "shots", "seed", "data_dir", "leakage", "teacher", "teacher_dir", "augmenter",
-                 "augmenter_params", "pool_size", "variants", "source_fraction", "val_size", "reward_unlabelled",
-                 "objective",
-                 "loss_params", "layer_map", "student", "student_init", "student_layers", "max_length",
-                 "freeze_embeddings", "teacher_epochs", "teacher_lr", "teacher_max_steps", "temperature"}
-        bad = sorted(k for k in changes if k in fixed and changes[k] != getattr(world.config, k))
-        if bad:
-            raise ConfigError(f"{bad} decide the world (pool, teacher, split); build a new world to change them")
-        if not changes:
-            return cls(world=world)
-        shared = KDWorld(**{**world.__dict__, "config": world.config.replace(**changes)})
-        return cls(world=shared)
+        return cls(world=world.with_settings(**changes))

@@ -12,6 +12,14 @@ from augrl.pipelines import RunConfig
 from augrl.training import TrainConfig
 
 DECISIONS = ("batch", "sample")
+
+#: the settings that decide a :class:`~augrl.envs.KDWorld` (split, teacher, pool, student, KD
+#: objective, reward set); the others only shape the decision process on it
+WORLD_FIELDS = frozenset({"task", "shots", "seed", "data_dir", "leakage", "teacher", "teacher_dir", "augmenter",
+                          "augmenter_params", "pool_size", "variants", "source_fraction", "val_size",
+                          "reward_unlabelled", "objective", "loss_params", "layer_map", "student", "student_init",
+                          "student_layers", "max_length", "freeze_embeddings", "teacher_epochs", "teacher_lr",
+                          "teacher_max_steps", "temperature"})
 REWARDS = ("paired", "metric", "loss")
 STUDENT_RESETS = ("episode", "never")
 PRECISIONS = ("auto", "fp32", "bf16")

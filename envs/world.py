@@ -32,7 +32,7 @@ from augrl.kd.cache import TeacherCache
 from augrl.kd.distiller import Distiller
 from augrl.kd.outputs import Needs
 from augrl.pipelines import Prepared, build_configured_student, build_distiller, prepare
-from augrl.pool import CandidatePool, build_pool
+from augrl.pool import CandidatePool, build_pool, stratified_indices
 from augrl.teachers import obtain_teacher
 
 from .config import AugmentKDConfig
@@ -111,14 +111,30 @@ class KDWorld:
         """A distiller for ``student`` with the configured objective and a constant learning rate."""
         return build_distiller(self.config.run_config(), student, self.data.device, None, teacher=self.cache)
 
+    def with_settings(self, **changes) -> "KDWorld":
+        """This world (its split, teacher outputs, pool, snapshots, all shared) under other
+        decision-process settings (``decision``, ``reward``, ``episode_length``...); settings of
+        :data:`~augrl.envs.config.WORLD_FIELDS` cannot change here."""
+        from .config import WORLD_FIELDS
+
+        bad = sorted(k for k in changes if k in WORLD_FIELDS and changes[k] != getattr(self.config, k))
+        if bad:
+            raise ConfigError(f"{bad} decide the world (pool, teacher, split); build a new world to change them")
+        if not changes:
+            return self
+        return KDWorld(**{**self.__dict__, "config": self.config.replace(**changes)})
+
     def snapshots(self, progress: bool = False) -> list[tuple[int, dict]]:
         """``(step, Distiller.training_state())`` of a student trained with the environment's own
         step on every candidate, at each step of ``config.snapshot_steps`` (built once per world
         and cached on disk: :func:`build_snapshots`); ``[]`` when the schedule is empty."""
-        schedule = tuple(self.config.snapshot_steps or ())
-        if schedule not in self.snapshot_store:
-            self.snapshot_store[schedule] = build_snapshots(self, schedule, progress) if schedule else []
-        return self.snapshot_store[schedule]
+        c = self.config
+        schedule = tuple(c.snapshot_steps or ())
+        # worlds that share this store (with_settings) may train with other step settings
+        key = (schedule, c.lr, c.weight_decay, c.grad_clip, c.batch_size, c.target_batch_size)
+        if key not in self.snapshot_store:
+            self.snapshot_store[key] = build_snapshots(self, schedule, progress) if schedule else []
+        return self.snapshot_store[key]
 
 
 def sentence_representation(model, out, batch) -> torch.Tensor:
@@ -136,19 +152,9 @@ def _log(progress: bool, message: str) -> None:
 
 
 def stratified_subset(labels: np.ndarray, k: int, seed: int, classification: bool) -> np.ndarray:
-    """``k`` sorted row indices, class-balanced for classification, seeded."""
-    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 11])
-    if not classification:
-        return np.sort(rng.choice(len(labels), size=k, replace=False))
-    classes = np.unique(labels)
-    groups = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
-    chosen, depth = [], 0
-    while len(chosen) < k:
-        for g in groups:
-            if depth < len(g) and len(chosen) < k:
-                chosen.append(int(g[depth]))
-        depth += 1
-    return np.sort(np.asarray(chosen))
+    """``k`` sorted row indices, class-balanced for classification, seeded
+    (:func:`augrl.pool.stratified_indices` with its own stream of ``seed``)."""
+    return np.sort(stratified_indices(labels, k, np.random.default_rng([int(seed) & 0xFFFFFFFF, 11]), classification))
 
 
 def build_world(config: AugmentKDConfig, progress: bool = False, data: Prepared | None = None,

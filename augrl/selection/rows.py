@@ -60,7 +60,8 @@ def selection_budget(ctx, pool) -> float:
 
 def selection_world(ctx, pool, budget: float, **env_changes):
     """The environment's world over ``pool`` for this seed (teacher outputs, features, warm-start
-    snapshots), built once and shared by every selection row with the same environment settings.
+    snapshots), built once and shared by every selection row whose settings of
+    :data:`~augrl.envs.config.WORLD_FIELDS` agree (the rest are applied on the shared world).
     Its snapshot schedule must not outrun the final student (target rows plus ``budget`` of the
     pool, the bench's epochs and batch): checked before anything trains."""
     from augrl.envs import build_world
@@ -74,9 +75,15 @@ def selection_world(ctx, pool, budget: float, **env_changes):
         train = ctx.cfg.student_train
         env_cfg.check_snapshots(total_steps(size, train), f"the final student ({train.epochs} epochs of batch "
                                                          f"{train.batch_size} over {size} examples)")
-    key = json.dumps(["world", id(pool), env_cfg.to_dict()], sort_keys=True, default=str)
-    return ctx.shared.memo(key, lambda: build_world(env_cfg, progress=False, data=ctx.data, teacher=ctx.teacher(),
-                                                    pool=pool))
+    from augrl.envs.config import WORLD_FIELDS
+
+    settings = env_cfg.to_dict()
+    key = json.dumps(["world", id(pool), {k: settings[k] for k in sorted(WORLD_FIELDS)}], sort_keys=True, default=str)
+    world = ctx.shared.memo(key, lambda: build_world(env_cfg, progress=False, data=ctx.data, teacher=ctx.teacher(),
+                                                     pool=pool))
+    # rows that differ only in the decision process (episode length, decision...) share the
+    # world's teacher outputs and snapshots
+    return world.with_settings(**{k: v for k, v in settings.items() if k not in WORLD_FIELDS})
 
 
 def warm_student(world):
