@@ -105,6 +105,24 @@ def file_fingerprint(path: str | Path) -> str:
     return _file_digest(str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
 
 
+def code_fingerprint(*modules: str) -> str:
+    """A digest of the source files of ``modules`` (dotted names; a package: every ``.py`` file
+    under it), so an artifact made by code enters its key by that code's content."""
+    import importlib.util
+
+    h = hashlib.sha1()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"no module {name!r} to fingerprint")
+        origin = Path(spec.origin)
+        files = sorted(origin.parent.rglob("*.py")) if origin.name == "__init__.py" else [origin]
+        for f in files:
+            h.update(str(f.relative_to(origin.parent)).encode())
+            h.update(file_fingerprint(f).encode())
+    return h.hexdigest()[:16]
+
+
 # ----------------------------------------------------------------------------- entries
 
 

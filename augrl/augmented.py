@@ -19,11 +19,11 @@ import torch
 
 from augrl import models
 from augrl.batching import Encoded, encode
-from augrl.kd.cache import TeacherCache
+from augrl.kd.stored_outputs import teacher_outputs
 from augrl.kd.distiller import Distiller
 from augrl.pipelines import Prepared, RunConfig, build_configured_student, build_distiller
 from augrl.pool import CandidatePool
-from augrl.runtime import seed_everything
+from augrl.runtime import seed_everything, stage
 from augrl.training import FitResult, fit, total_steps
 
 
@@ -83,15 +83,23 @@ def distil_on(cfg: RunConfig, data: Prepared, teacher: torch.nn.Module, pool: Ca
         freeze_embeddings: keep the student's word embeddings fixed
             (:func:`augrl.models.freeze_word_embeddings`), as the environment's student does.
     """
-    train, n_candidates = augmented_train_set(data, pool, keep, cfg.teacher_train.max_length)
+    # the teacher runs over the target rows and the whole pool once (stored: rows keeping other
+    # subsets of the pool read theirs from the same cache); the student sees the kept rows
+    everything, n_all = augmented_train_set(data, pool, None, cfg.teacher_train.max_length)
+    rows = list(range(len(data.train))) + [len(data.train) + int(k) for k in (range(n_all) if keep is None else keep)]
+    train, n_candidates = (everything, n_all) if len(rows) == len(everything) and keep is None \
+        else (everything.subset(rows), len(rows) - len(data.train))
     student = build_configured_student(cfg, data.task.spec.num_labels)
     if freeze_embeddings:
         models.freeze_word_embeddings(student)
     c = cfg.student_train
     distiller = build_distiller(cfg, student, data.device, total_steps(len(train), c), teacher, objective)
-    cache = TeacherCache.from_model(teacher, train, distiller.teacher_needs(), cfg.teacher_train.eval_batch_size,
-                                    data.device, cfg.cache_dtype)
+    cache = teacher_outputs(teacher, everything, distiller.teacher_needs(), cfg.teacher_train.eval_batch_size,
+                            data.device, cfg.cache_dtype)
+    if train is not everything:
+        cache = cache.select(rows)
     seed_everything(cfg.seed)
-    result = fit(student, train, data.val, data.task.spec, c, teacher=cache, device=data.device, seed=cfg.seed,
-                 progress=progress, desc=desc, distiller=distiller)
+    with stage("student"):
+        result = fit(student, train, data.val, data.task.spec, c, teacher=cache, device=data.device, seed=cfg.seed,
+                     progress=progress, desc=desc, distiller=distiller)
     return DistilledStudent(student, result, distiller, len(train), n_candidates, cache.nbytes)

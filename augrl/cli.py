@@ -353,8 +353,9 @@ def _env_config(args: argparse.Namespace):
                    pool_size=args.pool_size, variants=args.variants, source_fraction=args.source_fraction,
                    batch_size=args.env_batch_size, reward=args.reward, val_size=args.val_size,
                    target_batch_size=args.target_batch_size, teacher=args.teacher, teacher_dir=args.teacher_dir,
-                   precision=args.precision, device=args.device, teacher_max_steps=args.max_steps,
-                   leakage="keep" if args.keep_leaky_source else None)
+                   precision=args.precision, device=args.device, leakage="keep" if args.keep_leaky_source else None)
+    if args.max_steps is not None:
+        changes["teacher_train"] = cfg.teacher_train.replace(max_steps=args.max_steps)
     if args.param:
         changes["augmenter_params"] = {**cfg.augmenter_params, **_parse_key_values(args.param, "--param")}
     if args.objective is not None:

@@ -36,6 +36,7 @@ from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
 from augrl.methods import build_record
 from augrl.pipelines import stage_summary
+from augrl.runtime import stage
 from augrl.selection.reinforce import ReinforceSelector, SelectorConfig
 from augrl.training import evaluate
 
@@ -154,6 +155,11 @@ def select_with_l2a(env_cfg, cfg: L2AConfig, data, teacher, generator, progress:
         data, teacher: the prepared split and its fine-tuned teacher.
         generator: a fitted :class:`~augrl.generator.L2AGenerator` (updated in place).
     """
+    with stage("selection"):
+        return _select_with_l2a(env_cfg, cfg, data, teacher, generator, progress)
+
+
+def _select_with_l2a(env_cfg, cfg: L2AConfig, data, teacher, generator, progress: bool) -> L2ASelection:
     from augrl.envs import AugmentKDEnv, build_world
     from augrl.pool import build_pool
 

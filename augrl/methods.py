@@ -78,6 +78,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from augrl import models
+from augrl.runtime import stage, stage_clock
 from augrl.errors import ConfigError
 from augrl.pipelines import Prepared, RunConfig, prepare, stage_summary, train_student
 from augrl.results import provenance
@@ -346,14 +347,14 @@ class SharedSeed:
     def pool(self, name: str, params: dict, variants: int, source_fraction: float):
         """The pool of augmenter ``name`` with ``params`` (built once), and its build seconds."""
         from augrl import baselines
-        from augrl.pool import build_pool
+        from augrl.pool import stored_pool
 
         key = json.dumps([name, params, variants, source_fraction], sort_keys=True, default=str)
         if key not in self._pools:
             start = time.perf_counter()
-            augmenter = baselines.get(name, **params).fit(self.data.task)
-            pool = build_pool(self.data.task, augmenter, size=variants * len(self.data.train), variants=variants,
-                              source_fraction=source_fraction, seed=self.cfg.seed)
+            task = self.data.task
+            pool, _ = stored_pool(task, name, params, variants * len(self.data.train), variants, source_fraction,
+                                  self.cfg.seed, lambda: baselines.get(name, **params).fit(task))
             seconds = time.perf_counter() - start
             self._pools[key] = (pool, seconds)
             self.wait_seconds += seconds
@@ -694,13 +695,16 @@ def run_in(ctx: BenchRun, command: str, evaluate_test: bool = True) -> tuple[dic
     shared = ctx.shared
     waited = shared.wait_seconds
     start = time.perf_counter()
-    outcome = ctx.method.run(ctx)
-    data = shared.data
-    test, tested = None, {}
-    if evaluate_test:
-        test = evaluate(outcome.model, data.test, data.task.spec, data.device, ctx.cfg.teacher_train.eval_batch_size)
-        if outcome.evaluate_extra is not None:
-            tested = outcome.evaluate_extra(data.test)
+    with stage_clock() as timings:
+        outcome = ctx.method.run(ctx)
+        data = shared.data
+        test, tested = None, {}
+        if evaluate_test:
+            with stage("evaluation"):
+                test = evaluate(outcome.model, data.test, data.task.spec, data.device,
+                                ctx.cfg.teacher_train.eval_batch_size)
+                if outcome.evaluate_extra is not None:
+                    tested = outcome.evaluate_extra(data.test)
     seconds = time.perf_counter() - start - (shared.wait_seconds - waited) + ctx.charged_seconds
     record = build_record(command, ctx.method.name, ctx.cfg, data, test, outcome.best_val, outcome.params, seconds,
                           outcome.stages)
@@ -709,7 +713,7 @@ def run_in(ctx: BenchRun, command: str, evaluate_test: bool = True) -> tuple[dic
                    "teacher_dir": [str(d) for d in shared.teacher_dirs] if len(shared.teacher_dirs) > 1
                    else (str(shared.teacher_dirs[0]) if shared.teacher_dirs else None),
                    "method_description": ctx.method.description, "method_options": ctx.method.options,
-                   **outcome.extra, **tested})
+                   "timings": timings, **outcome.extra, **tested})
     return record, outcome
 
 

@@ -6,92 +6,37 @@ run config builds. Whole runs and their records are :mod:`augrl.methods`.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from augrl import models
 from augrl.batching import Encoded, encode
-from augrl.config import ConfigMixin
+from augrl.sections import Composed, KDConfig, SplitConfig, StudentConfig, TeacherConfig
 from augrl.errors import ConfigError
 from augrl.kd.distiller import Distiller
 from augrl.kd.losses import validate_objective
-from augrl.runtime import seed_everything, select_device
-from augrl.tasks import LEAKAGE_FILTERS, Task, load_task
+from augrl.runtime import seed_everything, select_device, stage
+from augrl.tasks import Task, load_task
 from augrl.training import FitResult, TrainConfig, fit
 
 
 @dataclass
-class RunConfig(ConfigMixin):
-    """Everything that decides a fine-tuning or distillation run (saved with its result).
+class RunConfig(Composed, KDConfig, StudentConfig, TeacherConfig, SplitConfig):
+    """Everything that decides a fine-tuning or distillation run (saved with its result): the
+    sections split (:class:`~augrl.sections.SplitConfig`), teacher, student and KD, whose
+    fields it has under their own names (``cfg.shots``, ``cfg.teacher_train``...), and:
 
     Attributes:
-        task: registered task name or task YAML path.
-        shots, seed: the few-shot split (see :mod:`augrl.tasks`); ``seed`` also seeds training.
-        data_dir: data root (default ``$AUGRL_DATA``, else the hub).
-        teacher: encoder of the teacher (``minilm``, a hub name or a folder).
-        student: ``transformer`` (layers of ``student_init``), ``bilstm`` or ``textcnn``.
-        student_init: encoder the student is made from (default: the shipped MiniLM).
-        student_layers: number of encoder layers the transformer student keeps (the first ones).
-        objective: KD loss weights (registry names) for ``distill``; None: the method's
-            default (``kd``: dark_ce + hard_ce, or logit_mse + hard_ce for BiLSTM/TextCNN
-            students, Tang et al.), see :meth:`kd_objective`.
-        loss_params: per-loss options, e.g. ``{"minilm_relation": {"relation_heads": 12}}``.
-        temperature: softmax temperature of ``dark_ce`` (merged into ``loss_params``).
-        layer_map: teacher:student layer pairs for layer losses, e.g. ``"3:1,6:2"``; None:
-            uniform (see :class:`augrl.kd.LayerMap`).
-        method: distillation method (see ``augrl.kd.methods``): ``kd``, ``multi_teacher``,
-            ``cotrain_isolated``, ``cotrain_shared_grad``, ``cotrain_loss_sum``, ``newsbert``,
-            ``rco``, ``metakd``.
-        method_options: the method's own options (e.g. ``{"beta": 0.5}`` for newsbert).
-        cache_dtype: storage type of cached teacher layer outputs (``float16`` or ``float32``).
-        teacher_train, student_train: optimisation settings of each stage.
         device: ``auto``, ``cpu``, ``cuda``...
-        leakage: ``remove`` (default) drops the source rows that leak the validation or test
-            texts (see :mod:`augrl.leakage`); ``keep`` keeps them, to reproduce work that did
-            not filter. The split record in the result says which.
-        teacher_source_shots: a source-adapted teacher: fine-tuned first on this many
-            (leakage-filtered) source examples per class and source domain, then on the target
-            few-shot set (0, default: the target set alone, the paper's Teacher-FT).
     """
 
-    task: str = "rt"
-    shots: int = 40
-    seed: int = 0
-    data_dir: str | None = None
-    teacher: str = models.DEFAULT_MODEL
-    student: str = "transformer"
-    student_init: str = models.DEFAULT_MODEL
-    student_layers: int = 2
-    objective: dict | None = None
-    loss_params: dict = field(default_factory=dict)
-    temperature: float = 2.0
-    layer_map: str | None = None
-    method: str = "kd"
-    method_options: dict = field(default_factory=dict)
-    cache_dtype: str = "float16"
-    teacher_train: TrainConfig = field(default_factory=TrainConfig)
-    student_train: TrainConfig = field(default_factory=TrainConfig)
+    SECTIONS: ClassVar[dict[str, type]] = {"split": SplitConfig, "teacher": TeacherConfig,
+                                           "student": StudentConfig, "kd": KDConfig}
+
     device: str = "auto"
-    leakage: str = "remove"
-    teacher_source_shots: int = 0
-
-    def __post_init__(self) -> None:
-        if self.leakage not in LEAKAGE_FILTERS:
-            raise ConfigError(f"RunConfig.leakage must be one of {LEAKAGE_FILTERS}, got {self.leakage!r}")
-        if isinstance(self.teacher_source_shots, bool) or not isinstance(self.teacher_source_shots, int) \
-                or self.teacher_source_shots < 0:
-            raise ConfigError(f"RunConfig.teacher_source_shots must be an integer >= 0 (0: a target-only teacher), "
-                              f"got {self.teacher_source_shots!r}")
-
-    @classmethod
-    def from_dict(cls, data: dict, source: str = "config") -> "RunConfig":
-        data = dict(data)
-        for key in ("teacher_train", "student_train"):
-            if isinstance(data.get(key), dict):
-                data[key] = TrainConfig.from_dict(data[key], source=f"{source}: {key}")
-        return super().from_dict(data, source)
 
     def kd_objective(self, default: dict | None = None) -> dict:
         """The objective to train with: ``objective`` if set, else ``default`` (a method's own),
@@ -220,8 +165,9 @@ def train_student(cfg: RunConfig, data: Prepared, progress: bool = True) -> tupl
     label alone (model selection on validation)."""
     model = build_configured_student(cfg, data.task.spec.num_labels)
     seed_everything(cfg.seed)
-    result = fit(model, data.train, data.val, data.task.spec, cfg.student_train, device=data.device, seed=cfg.seed,
-                 progress=progress, desc="student")
+    with stage("student"):
+        result = fit(model, data.train, data.val, data.task.spec, cfg.student_train, device=data.device,
+                     seed=cfg.seed, progress=progress, desc="student")
     return model, result
 
 

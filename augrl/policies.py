@@ -30,6 +30,7 @@ from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
 from augrl.fileio import write_file_atomically
 from augrl.methods import build_record
+from augrl.runtime import stage
 from augrl.training import evaluate
 
 ALGOS = {"ppo": "batch", "a2c": "batch", "dqn": "sample"}
@@ -296,9 +297,10 @@ def _bench_policy(ctx):
     cfg = ctx.options_config(PolicyConfig)
     pool = ctx.selection_pool()
     budget = selection_budget(ctx, pool)
-    world = selection_world(ctx, pool, budget, decision=ALGOS[cfg.algo])
-    agent, log, seconds = learn_policy(world, cfg, ctx.cfg.seed, progress=ctx.progress)
-    kept, scores = select_by_policy(agent, world, ALGOS[cfg.algo], budget, seed=ctx.cfg.seed)
+    with stage("selection"):
+        world = selection_world(ctx, pool, budget, decision=ALGOS[cfg.algo])
+        agent, log, seconds = learn_policy(world, cfg, ctx.cfg.seed, progress=ctx.progress)
+        kept, scores = select_by_policy(agent, world, ALGOS[cfg.algo], budget, seed=ctx.cfg.seed)
     outcome = ctx.distil(pool, keep=kept)
     start = time.perf_counter()
     control = ctx.distil(pool, keep=random_subset(len(pool), len(kept), ctx.cfg.seed))

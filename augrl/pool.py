@@ -32,9 +32,11 @@ Pools made for the selection benchmarks carry two more per-row records:
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -176,6 +178,36 @@ class CandidatePool:
                    [v for p in pools for v in p.provenance])
 
 
+    def save(self, path: str | Path) -> Path:
+        """Write the pool as one JSON file (atomically: :func:`augrl.fileio.write_file_atomically`)."""
+        from augrl.fileio import write_file_atomically
+
+        rows = {name: _plain(getattr(self, name)) for name in ("texts", *_ROW_FIELDS)}
+        rows["float_labels"] = bool(np.issubdtype(self.labels.dtype, np.floating))
+        text = json.dumps({**rows, "meta": self.meta}, default=str)
+        return write_file_atomically(path, lambda tmp: tmp.write_text(text))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "CandidatePool":
+        """A pool written by :meth:`save`."""
+        data = json.loads(Path(path).read_text())
+        pairs = [tuple(t) if isinstance(t, list) else t for t in data["texts"]]
+        origins = [tuple(t) if isinstance(t, list) else t for t in data["origins"]]
+        labels = np.asarray(data["labels"], dtype=np.float32 if data["float_labels"] else np.int64)
+        return cls(pairs, labels, origins, np.asarray(data["is_source"], dtype=bool),
+                   np.asarray(data["edit_fraction"], dtype=np.float32),
+                   np.asarray([math.nan if v is None else v for v in data["logprob"]], dtype=np.float64),
+                   np.asarray(data["origin_ids"], dtype=np.int64), data["meta"], np.asarray(data["planted"], dtype=bool),
+                   data["planted_kind"], data["provenance"])
+
+
+def _plain(value):
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return [None if isinstance(v, float) and math.isnan(v) else (list(v) if isinstance(v, tuple) else v)
+            for v in value]
+
+
 _ROW_FIELDS = ("labels", "origins", "is_source", "edit_fraction", "logprob", "origin_ids", "planted", "planted_kind",
                "provenance")
 
@@ -224,6 +256,13 @@ def build_pool(task, augmenter, size: int, variants: int = 4, source_fraction: f
             has a source pool, else 0.
         seed: seeds the choice of examples and the augmenter.
     """
+    from augrl.runtime import stage
+
+    with stage("pool"):
+        return _build_pool(task, augmenter, size, variants, source_fraction, seed)
+
+
+def _build_pool(task, augmenter, size: int, variants: int, source_fraction: float | None, seed: int) -> CandidatePool:
     from augrl.baselines.base import edit_fraction
 
     size, variants = int(size), int(variants)
@@ -286,3 +325,56 @@ def build_pool(task, augmenter, size: int, variants: int = 4, source_fraction: f
                          np.asarray([edit_fraction(o, t) for o, t in zip(origins, texts)], dtype=np.float32),
                          np.asarray(logprobs, dtype=np.float64), np.asarray(origin_ids, dtype=np.int64), meta,
                          provenance=[meta["augmenter"]] * len(texts))
+
+
+def pool_key(task, augmenter: str, params: dict, size: int, variants: int, source_fraction: float | None,
+             seed: int) -> dict:
+    """Everything that decides a :func:`build_pool` pool of a registered augmenter: the content
+    of the task's train and source sets, the augmenter's name and settings (an MLM named in
+    them by its files: :func:`augrl.models.model_key`), the pool's settings, and the source code
+    of :mod:`augrl.pool` and the augmenters (:func:`augrl.artifacts.code_fingerprint`), so a
+    changed augmenter draws a new pool."""
+    from augrl import models
+    from augrl.artifacts import code_fingerprint, dataset_fingerprint
+
+    fields = task.spec.text_fields
+    settings = {k: (models.model_key(v) if k == "mlm" and isinstance(v, str) else v) for k, v in params.items()
+                if k != "progress"}
+    if "device" in settings:
+        from augrl.runtime import select_device
+
+        settings["device"] = select_device(settings["device"]).type
+    return {"train": dataset_fingerprint(task.train, fields), "source": dataset_fingerprint(task.source, fields),
+            "augmenter": augmenter, "params": settings, "size": int(size), "variants": int(variants),
+            "source_fraction": source_fraction, "seed": int(seed),
+            "code": code_fingerprint("augrl.pool", "augrl.baselines", "augrl.generator")}
+
+
+def stored_pool(task, augmenter: str, params: dict, size: int, variants: int, source_fraction: float | None,
+                seed: int, fitted: Callable[[], object]) -> tuple[CandidatePool, bool]:
+    """:func:`build_pool` with the augmenter ``fitted()`` returns, through the artifact store
+    (kind ``pool``, :func:`pool_key`): a pool drawn before is read back and the augmenter is not
+    even fitted. Returns the pool and whether it was read from the store."""
+    from augrl.artifacts import cached_build
+    from augrl.runtime import stage
+
+    with stage("pool"):
+        return _stored_pool(task, augmenter, params, size, variants, source_fraction, seed, fitted)
+
+
+def _stored_pool(task, augmenter: str, params: dict, size: int, variants: int, source_fraction: float | None,
+                 seed: int, fitted: Callable[[], object]) -> tuple[CandidatePool, bool]:
+    from augrl.artifacts import cached_build
+
+    built = {}
+
+    def build(tmp: Path) -> dict:
+        built["pool"] = build_pool(task, fitted(), size, variants, source_fraction, seed=seed)
+        built["pool"].save(tmp / "pool.json")
+        return {"rows": len(built["pool"])}
+
+    folder, _ = cached_build("pool", f"{task.spec.name}-{augmenter}-seed{seed}",
+                             pool_key(task, augmenter, params, size, variants, source_fraction, seed), build)
+    if "pool" in built:
+        return built["pool"], False
+    return CandidatePool.load(folder / "pool.json"), True

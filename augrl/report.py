@@ -15,7 +15,9 @@ Writes, for every task and shots value in the file:
   the shots (the L2A paper's Figure 2);
 * when selection rows ran (:mod:`augrl.selection.rows`), a "Selection" section in ``table.md``
   (:func:`selection_markdown`): each row against ``kd+random`` at the same budget, the detection
-  of planted candidates and the learned selectors' env steps, updates and seconds.
+  of planted candidates and the learned selectors' env steps, updates and seconds;
+* when records carry stage timings, a "Where the time goes" section (:func:`timings_markdown`):
+  mean seconds per run of teacher, pool, teacher outputs, selection, final student, evaluation.
 
 The paired test is a two-sided paired t-test (:func:`scipy.stats.ttest_rel`) over the seeds
 both methods ran; it needs at least 2 pairs and differences that are not all equal (else no
@@ -331,6 +333,39 @@ def selection_markdown(rows: list[Row], records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def timings_markdown(records: list[dict]) -> str:
+    """Where the time goes: for every method with stage timings (``timings`` of bench records,
+    :func:`augrl.runtime.stage_clock`), the mean seconds per run of each stage, the runs' summed
+    wall time, and a total over every method. A stage a seed's first run built for the others
+    (the teacher, a shared pool) is charged to that run. Empty when no record has timings."""
+    from augrl.runtime import STAGES
+
+    timed = [r for r in records if isinstance(r.get("timings"), dict)]
+    if not timed:
+        return ""
+    by_method: dict[tuple, list[dict]] = {}
+    for r in timed:
+        by_method.setdefault((r.get("task"), r.get("shots"), r.get("method")), []).append(r)
+    stages = [s for s in STAGES if any(s in r["timings"] for r in timed)]
+    lines = ["# Where the time goes", "",
+             "Mean seconds per run in each stage (`augrl.runtime.STAGES`; a seed's shared teacher and pools are "
+             "charged to the run that built them), and all runs' summed stage time.", "",
+             "| task | shots | method | runs | " + " | ".join(stages) + " | total s |",
+             "|---|---|---|---|" + "---|" * (len(stages) + 1)]
+    totals = {s: 0.0 for s in stages}
+    for (task, shots, method), recs in sorted(by_method.items(), key=lambda kv: tuple(str(x) for x in kv[0])):
+        cells = []
+        for s in stages:
+            values = [float(r["timings"].get(s, 0.0)) for r in recs]
+            totals[s] += sum(values)
+            cells.append(f"{statistics.fmean(values):.1f}")
+        summed = sum(float(v) for r in recs for k, v in r["timings"].items() if k in stages)
+        lines.append(f"| {task} | {shots} | {method} | {len(recs)} | " + " | ".join(cells) + f" | {summed:.0f} |")
+    lines.append(f"| all | | | {len(timed)} | " + " | ".join(f"{totals[s]:.0f}" for s in stages)
+                 + f" | {sum(totals.values()):.0f} |")
+    return "\n".join(lines + [""])
+
+
 def signal_markdown(folder: str | Path) -> str:
     """The reward-signal gate (``scripts/reward_signal.py`` lines, ``command == "reward-signal"``):
     per setting (planted share and kinds, hard-label weight, reward set) and reward, the mean,
@@ -537,6 +572,9 @@ def write_report(folder: str | Path, quiet: bool = False) -> dict:
     selection = selection_markdown(rows, records)
     if selection:
         text += "\n" + selection
+    timings = timings_markdown(records)
+    if timings:
+        text += "\n" + timings
     if trials:
         text += search_markdown(trials, finals)
         plots += search_plots(trials, folder)

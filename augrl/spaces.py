@@ -52,9 +52,10 @@ from augrl.errors import ConfigError
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 NAMESPACES = ("variants", "augmenter", "options", "env", "config")
-#: environment fields a search may set (the rest follow the run: split, teacher, student, objective)
-ENV_TUNABLE = ("batch_size", "reward", "source_fraction", "pool_size", "decision", "val_size", "student_reset",
-               "target_batch_size", "lr", "weight_decay", "grad_clip")
+#: fields of the environment's own sections (pool, world, env) that ``env.*`` does not set: the
+#: augmenter and its settings come from the method and ``augmenter.*``, ``variants`` has its own
+#: name, and a saved teacher's folder is not a hyperparameter (the run's sections follow ``config.*``)
+ENV_FIXED = ("augmenter", "augmenter_params", "variants", "teacher_dir")
 #: the default space of methods no preset names
 FALLBACK = "tune-kd"
 
@@ -198,6 +199,7 @@ def _target(source: str, key: str, method, base) -> tuple[str, ...]:
     from augrl.bench import ENV_OPTION, SHARED_FIELDS
     from augrl.kd.losses import validate_objective
     from augrl.pipelines import RunConfig
+    from augrl.sections import EnvConfig, PoolConfig, WorldConfig
     from augrl.training import TrainConfig
 
     where = f"search space {source}: {key}"
@@ -239,7 +241,8 @@ def _target(source: str, key: str, method, base) -> tuple[str, ...]:
         if not method.options:
             raise ConfigError(f"{where}: method {method.name!r} does not act in the AugmentKD environment; env.* "
                               "parameters are for kd+l2a* and kd+ppo/kd+a2c/kd+dqn")
-        known = [f.name for f in dataclasses.fields(AugmentKDConfig) if f.name in ENV_TUNABLE]
+        own = AugmentKDConfig.fields_of(PoolConfig, WorldConfig, EnvConfig)
+        known = [f.name for f in dataclasses.fields(AugmentKDConfig) if f.name in own and f.name not in ENV_FIXED]
         if len(parts) != 2 or parts[1] not in known:
             raise ConfigError(f"{where}: the environment has no tunable field {'.'.join(parts[1:])!r}; it takes {known}")
         return ("env", parts[1])

@@ -19,6 +19,7 @@ from augrl import models
 from augrl.artifacts import cached_build, dataset_fingerprint
 from augrl.batching import Encoded
 from augrl.pipelines import Prepared, RunConfig, train_teacher
+from augrl.runtime import stage
 from augrl.training import evaluate
 
 
@@ -93,9 +94,10 @@ def obtain_teacher(cfg: RunConfig, data: Prepared, teacher_dir: str | Path | Non
     Returns ``(teacher, info)`` as :func:`fine_tuned_teacher` does (``info["dir"]`` is
     ``teacher_dir`` for a given teacher).
     """
-    if teacher_dir is not None:
-        return models.load_model(teacher_dir).to(data.device), {"dir": str(teacher_dir), "cached": True}
-    return fine_tuned_teacher(cfg, data, progress)
+    with stage("teacher"):
+        if teacher_dir is not None:
+            return models.load_model(teacher_dir).to(data.device), {"dir": str(teacher_dir), "cached": True}
+        return fine_tuned_teacher(cfg, data, progress)
 
 
 def teacher_stage(info: dict) -> dict:

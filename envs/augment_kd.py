@@ -142,7 +142,7 @@ class AugmentKDEnv(gym.Env):
             self.precision = c.precision
         self.student = world.new_student()
         self.distiller = None
-        objective = c.run_config().kd_objective()
+        objective = c.kd_objective()
         self._hard_weight = float(objective.get("hard_ce", 0.0))
         self._soft_weight = float(sum(w for k, w in objective.items() if k != "hard_ce")) or 1.0
         self._head_grad: torch.Tensor | None = None

@@ -31,8 +31,9 @@ from augrl.errors import ConfigError
 from augrl.kd.cache import TeacherCache
 from augrl.kd.distiller import Distiller
 from augrl.kd.outputs import Needs
+from augrl.kd.stored_outputs import teacher_outputs
 from augrl.pipelines import Prepared, build_configured_student, build_distiller, prepare
-from augrl.pool import CandidatePool, build_pool, stratified_indices
+from augrl.pool import CandidatePool, build_pool, stored_pool, stratified_indices
 from augrl.teachers import obtain_teacher
 
 from .config import AugmentKDConfig
@@ -109,15 +110,15 @@ class KDWorld:
 
     def new_distiller(self, student: torch.nn.Module) -> Distiller:
         """A distiller for ``student`` with the configured objective and a constant learning rate."""
-        return build_distiller(self.config.run_config(), student, self.data.device, None, teacher=self.cache)
+        return build_distiller(self.config, student, self.data.device, None, teacher=self.cache,
+                               train=self.config.step_train())
 
     def with_settings(self, **changes) -> "KDWorld":
         """This world (its split, teacher outputs, pool, snapshots, all shared) under other
-        decision-process settings (``decision``, ``reward``, ``episode_length``...); settings of
-        :data:`~augrl.envs.config.WORLD_FIELDS` cannot change here."""
-        from .config import WORLD_FIELDS
-
-        bad = sorted(k for k in changes if k in WORLD_FIELDS and changes[k] != getattr(self.config, k))
+        decision-process settings (:class:`~augrl.sections.EnvConfig`: ``decision``, ``reward``,
+        ``episode_length``...); the other sections decide the world and cannot change here."""
+        world_fields = self.config.world_fields()
+        bad = sorted(k for k in changes if k in world_fields and changes[k] != getattr(self.config, k))
         if bad:
             raise ConfigError(f"{bad} decide the world (pool, teacher, split); build a new world to change them")
         if not changes:
@@ -186,14 +187,19 @@ def build_world(config: AugmentKDConfig, progress: bool = False, data: Prepared 
     timings["teacher_s"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    if pool is None:
-        if augmenter is None:
-            augmenter = baselines.get(config.augmenter, **config.augmenter_params)
-            _log(progress, f"fitting augmenter {config.augmenter!r}")
-            augmenter.fit(data.task)
+    if pool is None and augmenter is not None:
         _log(progress, f"drawing a pool of {config.pool_size} candidates")
         pool = build_pool(data.task, augmenter, config.pool_size, config.variants, config.source_fraction,
                           seed=config.seed)
+    elif pool is None:
+        def fitted():
+            _log(progress, f"fitting augmenter {config.augmenter!r} and drawing a pool of {config.pool_size} candidates")
+            return baselines.get(config.augmenter, **config.augmenter_params).fit(data.task)
+
+        pool, stored = stored_pool(data.task, config.augmenter, config.augmenter_params, config.pool_size,
+                                   config.variants, config.source_fraction, config.seed, fitted)
+        if stored:
+            _log(progress, f"the pool of {config.pool_size} candidates, drawn before (augrl cache)")
     if len(pool) < config.batch_size:
         raise ConfigError(f"the pool holds {len(pool)} candidates, fewer than batch_size={config.batch_size}")
     timings["pool_s"] = time.perf_counter() - t
@@ -213,8 +219,8 @@ def build_world(config: AugmentKDConfig, progress: bool = False, data: Prepared 
         return {"repr": sentence_representation(teacher, out, batch)}
 
     batch_size = run.teacher_train.eval_batch_size
-    cache = TeacherCache.from_model(teacher, encoded, probe.teacher_needs(), batch_size, data.device,
-                                    extras_fn=representation, extras_needs=top)
+    extras = ("sentence_representation", representation, top)
+    cache = teacher_outputs(teacher, encoded, probe.teacher_needs(), batch_size, data.device, extras=extras)
     # the originals' representations, one pass per distinct original
     first = {}
     for i, o in enumerate(pool.origin_ids.tolist()):
@@ -222,8 +228,7 @@ def build_world(config: AugmentKDConfig, progress: bool = False, data: Prepared 
     distinct = sorted(first)
     originals = encode(pool.subset([first[o] for o in distinct]).originals_columns(spec.text_fields), data.tokenizer,
                        spec, config.max_length)
-    orig_cache = TeacherCache.from_model(teacher, originals, Needs(), batch_size, data.device,
-                                         extras_fn=representation, extras_needs=top)
+    orig_cache = teacher_outputs(teacher, originals, Needs(), batch_size, data.device, extras=extras)
     position = {o: k for k, o in enumerate(distinct)}
     orig_repr = orig_cache.extras["repr"][[position[o] for o in pool.origin_ids.tolist()]]
     cand_repr = cache.extras["repr"][: len(pool)]
@@ -235,8 +240,7 @@ def build_world(config: AugmentKDConfig, progress: bool = False, data: Prepared 
     if config.val_size is not None and config.val_size < len(val):
         rows = stratified_subset(val.labels.numpy(), config.val_size, config.seed, not spec.is_regression)
         val = val.subset(rows)
-    val_cache = TeacherCache.from_model(teacher, val, Needs(), batch_size, data.device, extras_fn=representation,
-                                        extras_needs=top)
+    val_cache = teacher_outputs(teacher, val, Needs(), batch_size, data.device, extras=extras)
     val_teacher_logits, val_repr = val_cache.logits.float(), val_cache.extras["repr"].float()
     extra, extra_logits = None, None
     unlabelled = getattr(data.task, "unlabelled", None)

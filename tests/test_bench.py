@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from augrl import bench, methods
 from augrl.cli import main
 from augrl.errors import ConfigError
 from augrl.pipelines import RunConfig
+from augrl.runtime import STAGES
 from augrl.report import write_report
 from augrl.results import append_jsonl, read_jsonl
 from augrl.training import TrainConfig
@@ -155,8 +157,11 @@ def test_report_rebuilds_everything_from_results_jsonl_alone(toy_tasks, base, tm
     out = tmp_path / "bench"
     bench.run_bench(_settings(toy_tasks, ["kd", "student_ft", "teacher_ft"], seeds=2), base, out, progress=False,
                     log=lambda _: None)
-    rows = [line for line in (out / "table.md").read_text().splitlines() if line.startswith("| ") and "---" not in line]
+    main_table, timings = (out / "table.md").read_text().split("# Where the time goes")
+    rows = [line for line in main_table.splitlines() if line.startswith("| ") and "---" not in line]
     assert len(rows) == 4 and all(" | 2 | " in line for line in rows[1:])  # a header, then one row per method
+    timed = [line for line in timings.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(timed) == 5 and all(" | 2 | " in line for line in timed[1:4])  # header, 3 methods x 2 runs, all
     copy = tmp_path / "copy"
     copy.mkdir()
     shutil.copy(out / "results.jsonl", copy / "results.jsonl")
@@ -339,7 +344,9 @@ def test_every_builtin_method_runs(toy_tasks, tiny_model_dir, base, tmp_path):
     settings = _settings(toy_tasks, names, augmenter_params={"cbert": {"epochs": 1}},
                          define={"kd+oracle": {"base": "kd+oracle", "options": planted}})
     tiny = base.with_max_steps(1)
+    start = time.perf_counter()
     bench.run_bench(settings, tiny, tmp_path, progress=False, max_steps=1, log=lambda _: None)
+    elapsed = time.perf_counter() - start
     records = {r["method"]: r for r in read_jsonl(tmp_path / "results.jsonl")[0]}
     assert list(records) == names
     assert records["teacher_ft"]["params"] == {"teacher": records["kd"]["params"]["teacher"]}
@@ -371,6 +378,18 @@ def test_every_builtin_method_runs(toy_tasks, tiny_model_dir, base, tmp_path):
         r = records[f"kd+{algo}"]
         assert r["pool"] == records["kd+eda"]["pool"] and r["candidates"] == r["selection"]["kept"]
         assert r["policy_training"]["env_steps"] >= 1 and set(r["random_same_size"]["test"]) == {"accuracy", "f1"}
+    # where the time goes: the stages each row ran, summing to its measured wall time
+    assert "teacher" in records[names[0]]["timings"]  # the seed's teacher is charged to the run that built it
+    assert {"student", "evaluation", "teacher_outputs"} <= set(records["kd"]["timings"])
+    assert {"pool", "teacher_outputs", "student"} <= set(records["kd+eda"]["timings"])
+    assert {"selection", "student"} <= set(records["kd+ppo"]["timings"]) <= set(STAGES)
+    assert {"selection", "pool"} <= set(records["kd+l2a"]["timings"])
+    # each second is charged to one stage of one run: together they are most of the bench's time
+    timed = sum(sum(r["timings"].values()) for r in records.values())
+    assert 0.5 * elapsed <= timed <= elapsed
+    table = (tmp_path / "table.md").read_text()
+    timings = table[table.index("# Where the time goes"):]
+    assert "| kd+ppo | 1 |" in timings and "| all |" in timings
 
 
 @pytest.mark.integration

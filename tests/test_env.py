@@ -15,7 +15,7 @@ from augrl.errors import ConfigError  # noqa: E402
 @pytest.fixture(scope="module")
 def env_kwargs(toy_tasks, tiny_model_dir, augrl_cache):
     return dict(task=str(toy_tasks["single_file"]), shots=8, pool_size=64, batch_size=16, teacher=str(tiny_model_dir),
-                student_init=str(tiny_model_dir), teacher_epochs=1, device="cpu", target_batch_size=4,
+                student_init=str(tiny_model_dir), teacher_train={"epochs": 1}, device="cpu", target_batch_size=4,
                 snapshot_steps=(0, 4))
 
 
@@ -212,6 +212,8 @@ def test_bad_settings(env_kwargs):
 def test_from_world_refuses_world_settings(world):
     with pytest.raises(ConfigError, match="decide the world"):
         AugmentKDEnv.from_world(world, augmenter="mask")
+    with pytest.raises(ConfigError, match=r"\['device'\] decide the world"):  # its tensors live on its device
+        AugmentKDEnv.from_world(world, device="cuda")
 
 
 def test_layer_objective_and_shared_forward(toy_tasks, tiny_model_dir, env_kwargs, single_thread):
@@ -250,7 +252,7 @@ def test_regression_task(toy_regression_task, tiny_model_dir, augrl_cache, singl
     from gymnasium.utils.env_checker import check_env
 
     env = gym.make(ENV_ID, task=str(toy_regression_task), shots=8, pool_size=32, batch_size=8,
-                   teacher=str(tiny_model_dir), student_init=str(tiny_model_dir), teacher_epochs=1, device="cpu")
+                   teacher=str(tiny_model_dir), student_init=str(tiny_model_dir), teacher_train={"epochs": 1}, device="cpu")
     names = env.unwrapped.feature_names
     assert env.observation_space.shape == (8, len(names)) and len(names) <= 15 and "squared_difference" in names
     check_env(env.unwrapped, skip_render_check=True)

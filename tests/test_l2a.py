@@ -169,7 +169,7 @@ def l2a_settings(toy_tasks, tiny_model_dir, generator):
     from augrl.envs import AugmentKDConfig
 
     env = AugmentKDConfig(task=str(toy_tasks["single_file"]), shots=8, batch_size=8, teacher=str(tiny_model_dir),
-                          student_init=str(tiny_model_dir), teacher_epochs=1, device="cpu", snapshot_steps=(0, 3),
+                          student_init=str(tiny_model_dir), teacher_train={"epochs": 1}, device="cpu", snapshot_steps=(0, 3),
                           augmenter="l2a", augmenter_params={"mlm": str(tiny_model_dir), "mlm_steps": 20, "top_k": 10})
     return env
 

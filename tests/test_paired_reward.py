@@ -25,8 +25,8 @@ def flipped_world(toy_tasks, tiny_model_dir, augrl_cache, single_thread):
     from augrl.pool import build_pool
 
     cfg = AugmentKDConfig(task=str(toy_tasks["single_file"]), shots=8, pool_size=128, batch_size=16,
-                          teacher=str(tiny_model_dir), student_init=str(tiny_model_dir), teacher_epochs=30,
-                          teacher_lr=3e-3, device="cpu", target_batch_size=4, lr=5e-3, snapshot_steps=(20,), episode_length=4,
+                          teacher=str(tiny_model_dir), student_init=str(tiny_model_dir),
+                          teacher_train={"epochs": 30, "lr": 3e-3}, device="cpu", target_batch_size=4, lr=5e-3, snapshot_steps=(20,), episode_length=4,
                           source_fraction=0.0, freeze_embeddings=False)
     task = toy_tasks["single"]
     pool = build_pool(task, baselines.get("eda").fit(task), 128, source_fraction=0.0, seed=0)

@@ -15,7 +15,7 @@ def policy_world(toy_tasks, tiny_model_dir, augrl_cache, single_thread):
     from augrl.envs import AugmentKDConfig, build_world
 
     cfg = AugmentKDConfig(task=str(toy_tasks["single_file"]), shots=8, pool_size=48, batch_size=8,
-                          teacher=str(tiny_model_dir), student_init=str(tiny_model_dir), teacher_epochs=1,
+                          teacher=str(tiny_model_dir), student_init=str(tiny_model_dir), teacher_train={"epochs": 1},
                           device="cpu")
     return build_world(cfg)
 

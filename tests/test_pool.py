@@ -35,6 +35,30 @@ def test_pool_sizes_provenance_and_balance(toy_tasks, eda):
     assert pool.meta["augmenter"] == "eda"
 
 
+def test_stored_pool_reads_back_exactly_what_it_built(toy_tasks, tmp_path, monkeypatch):
+    from augrl.pool import stored_pool
+
+    monkeypatch.setenv("AUGRL_CACHE", str(tmp_path))
+    task, fits = toy_tasks["single"], []
+
+    def fitted():
+        fits.append(1)
+        return baselines.get("eda").fit(task)
+
+    built, stored = stored_pool(task, "eda", {}, 40, 3, 0.5, 7, fitted)
+    again, stored_again = stored_pool(task, "eda", {}, 40, 3, 0.5, 7, fitted)
+    assert (stored, stored_again, len(fits)) == (False, True, 1)  # the second is read, nothing is fitted
+    for name in ("labels", "is_source", "edit_fraction", "logprob", "origin_ids", "planted"):
+        a, b = getattr(built, name), getattr(again, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), name
+    assert (built.texts, built.origins, built.provenance, built.meta) == (again.texts, again.origins, again.provenance,
+                                                                          again.meta)
+    # another seed, size or setting is another pool
+    stored_pool(task, "eda", {"alpha_sr": 0.3}, 40, 3, 0.5, 7, fitted)
+    stored_pool(task, "eda", {}, 40, 3, 0.5, 8, fitted)
+    assert len(fits) == 3
+
+
 def test_pool_is_seeded(toy_tasks, eda):
     task = toy_tasks["single"]
     a = build_pool(task, eda, size=30, seed=3)

@@ -29,7 +29,7 @@ EVERY_RANKER = [("random", {}), ("keep_all", {}), ("teacher_confidence", {}), ("
 @pytest.fixture(scope="module")
 def env_kwargs(toy_tasks, tiny_model_dir, augrl_cache):
     return dict(task=str(toy_tasks["single_file"]), shots=8, pool_size=64, batch_size=16, teacher=str(tiny_model_dir),
-                student_init=str(tiny_model_dir), teacher_epochs=1, device="cpu", target_batch_size=4)
+                student_init=str(tiny_model_dir), teacher_train={"epochs": 1}, device="cpu", target_batch_size=4)
 
 
 @pytest.fixture(scope="module")
@@ -301,7 +301,7 @@ def test_influence_under_the_l2a_objective(env_kwargs, single_thread):
 def test_rankers_on_a_regression_world(toy_regression_task, tiny_model_dir, augrl_cache, single_thread):
     world = build_world(AugmentKDConfig(task=str(toy_regression_task), shots=8, pool_size=32, batch_size=8,
                                         teacher=str(tiny_model_dir), student_init=str(tiny_model_dir),
-                                        teacher_epochs=1, device="cpu"))
+                                        teacher_train={"epochs": 1}, device="cpu"))
     n = world.num_candidates
     assert world.num_labels == 1
     for name, params in EVERY_RANKER:

@@ -192,6 +192,26 @@ class TeacherCache:
             out[row, :k] = packed[start:start + k]
         return out
 
+    def select(self, rows) -> "TeacherCache":
+        """The cache of examples ``rows`` (positions into this cache, in that order): what
+        :meth:`from_model` would compute over ``data.subset(rows)``, without the teacher."""
+        index = torch.as_tensor([int(r) for r in rows], dtype=torch.long)
+        extras = {k: v[index] for k, v in self.extras.items()}
+        if not self.layers:
+            return TeacherCache(self.logits[index], None if self.lengths is None else self.lengths[index],
+                                num_layers=self.num_layers, hidden_size=self.hidden_size, heads=self.heads,
+                                extras=extras)
+        n = self.lengths[index]
+        layers: dict[str, dict[int, torch.Tensor]] = {}
+        for kind, stored in self.layers.items():
+            square = kind in SQUARE_KINDS
+            starts, sizes = (self._att_start, self.heads * self.lengths * self.lengths) if square \
+                else (self._row_start, self.lengths)
+            layers[kind] = {layer: torch.cat([packed[int(starts[i]):int(starts[i]) + int(sizes[i])] for i in index.tolist()])
+                            if len(index) else packed[:0]
+                            for layer, packed in stored.items()}
+        return TeacherCache(self.logits[index], n, layers, self.num_layers, self.hidden_size, self.heads, extras)
+
     # ------------------------------------------------------------------ bookkeeping
 
     @property

@@ -106,8 +106,8 @@ class CoTrainer:
         return {k: float(v.detach()) for k, v in terms.items()}
 
 
-def _register(mode: str, description: str) -> None:
-    @register_method(f"cotrain_{mode}", options=CoTrainOptions, description=description)
+def _cotrainer(mode: str):
+    """The trainer of ``cotrain_<mode>``."""
     def run(ctx: DistillContext) -> MethodResult:
         teacher, _ = ctx.initial_teacher()  # trained here either way
         student = ctx.student()
@@ -124,7 +124,16 @@ def _register(mode: str, description: str) -> None:
                             trained_teachers={"teacher": teacher},
                             extra={"teacher_val": ctx.evaluate(teacher, ctx.data.val)})
 
+    return run
 
-_register("isolated", "teacher and student co-trained; no student gradient reaches the teacher")
-_register("shared_grad", "co-trained; the student's soft-label loss also updates the teacher")
-_register("loss_sum", "co-trained with one optimiser on the sum of teacher and student losses")
+
+DESCRIPTIONS = {"isolated": "teacher and student co-trained; no student gradient reaches the teacher",
+                "shared_grad": "co-trained; the student's soft-label loss also updates the teacher",
+                "loss_sum": "co-trained with one optimiser on the sum of teacher and student losses"}
+
+
+def register_methods() -> None:
+    """Register ``cotrain_isolated``, ``cotrain_shared_grad`` and ``cotrain_loss_sum`` (called once
+    by :func:`augrl.kd.methods.get_method`)."""
+    for mode in MODES:
+        register_method(f"cotrain_{mode}", _cotrainer(mode), options=CoTrainOptions, description=DESCRIPTIONS[mode])

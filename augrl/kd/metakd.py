@@ -101,8 +101,6 @@ def _default_objective(cfg: RunConfig) -> dict | None:
     return dict(METAKD_OBJECTIVE) if cfg.student == "transformer" else None
 
 
-@register_method("metakd", options=MetaKDOptions, default_objective=_default_objective,
-                 description="Meta-KD: meta-teacher over domains, expertise-weighted meta-distillation")
 def run_metakd(ctx: DistillContext) -> MethodResult:
     opts: MetaKDOptions = ctx.options
     cfg, data, spec = ctx.cfg, ctx.data, ctx.spec
@@ -170,3 +168,9 @@ def run_metakd(ctx: DistillContext) -> MethodResult:
         extra={"domains": names, "meta_train_size": len(meta_train),
                "prototype_score_mean": {n: float(scores[meta_domains == i].mean()) for i, n in enumerate(names)},
                "expertise_weight_mean": float(lam.mean()), "teacher_cache_bytes": cache.nbytes})
+
+
+def register_methods() -> None:
+    """Register ``metakd`` (called once by :func:`augrl.kd.methods.get_method`)."""
+    register_method("metakd", run_metakd, options=MetaKDOptions, default_objective=_default_objective,
+                    description="Meta-KD: meta-teacher over domains, expertise-weighted meta-distillation")

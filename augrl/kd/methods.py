@@ -42,9 +42,10 @@ from augrl.errors import ConfigError
 from augrl.kd.cache import TeacherCache
 from augrl.kd.distiller import Distiller
 from augrl.kd.outputs import Needs
+from augrl.kd.stored_outputs import teacher_outputs
 from augrl.pipelines import (Prepared, RunConfig, build_configured_student, build_distiller, source_sample,
                              stage_summary)
-from augrl.runtime import seed_everything
+from augrl.runtime import seed_everything, stage
 from augrl.training import FitResult, TrainConfig, evaluate, fit, total_steps
 
 _BUILTIN_MODULES = ("augrl.kd.multi_teacher", "augrl.kd.cotrain", "augrl.kd.newsbert",
@@ -126,9 +127,18 @@ def register_method(name: str, run: Callable | None = None, *, options: type | N
     return add(run) if run is not None else add
 
 
+_loaded = False
+
+
 def _load_builtins() -> None:
+    """Call ``register_methods()`` of each module of :data:`_BUILTIN_MODULES`, once: registration
+    is this explicit call, never a side effect of importing a module."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
     for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
+        importlib.import_module(module).register_methods()
 
 
 def get_method(name: str) -> MethodSpec:
@@ -230,18 +240,25 @@ class DistillContext:
         return total_steps(len(data if data is not None else self.data.train), self.cfg.student_train)
 
     def cache(self, teacher: nn.Module, needs: Needs, data: Encoded | None = None, **kwargs) -> TeacherCache:
-        """The frozen teacher's outputs over ``data`` (default the train set), computed once."""
-        return TeacherCache.from_model(teacher, data if data is not None else self.data.train, needs,
-                                       self.cfg.teacher_train.eval_batch_size, self.device, self.cfg.cache_dtype,
-                                       **kwargs)
+        """The frozen teacher's outputs over ``data`` (default the train set), computed once
+        (:func:`~augrl.kd.stored_outputs.teacher_outputs`; with ``extras_fn``, a method's own
+        per-example outputs, computed here every time)."""
+        data = data if data is not None else self.data.train
+        if kwargs:
+            with stage("teacher_outputs"):
+                return TeacherCache.from_model(teacher, data, needs, self.cfg.teacher_train.eval_batch_size,
+                                               self.device, self.cfg.cache_dtype, **kwargs)
+        return teacher_outputs(teacher, data, needs, self.cfg.teacher_train.eval_batch_size, self.device,
+                               self.cfg.cache_dtype)
 
     def fit_student(self, student: nn.Module, distiller: Distiller, cache: TeacherCache | None,
                     weights: torch.Tensor | None = None, desc: str = "student (KD)",
                     batch_extras: dict[str, torch.Tensor] | None = None) -> FitResult:
         """Train ``student`` with ``distiller`` over the train set; recorded as stage ``student``."""
-        result = fit(student, self.data.train, self.data.val, self.spec, self.cfg.student_train, teacher=cache,
-                     device=self.device, seed=self.cfg.seed, progress=self.progress, desc=desc, weights=weights,
-                     distiller=distiller, batch_extras=batch_extras)
+        with stage("student"):
+            result = fit(student, self.data.train, self.data.val, self.spec, self.cfg.student_train, teacher=cache,
+                         device=self.device, seed=self.cfg.seed, progress=self.progress, desc=desc, weights=weights,
+                         distiller=distiller, batch_extras=batch_extras)
         self.record_stage("student", result)
         return result
 

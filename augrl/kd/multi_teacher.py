@@ -93,8 +93,6 @@ def _teacher_train_set(ctx: DistillContext, kind: str, source: tuple[Encoded, li
     raise ConfigError(f"multi_teacher teacher {kind!r}: use target, source, target+source or domain:NAME")
 
 
-@register_method("multi_teacher", options=MultiTeacherOptions,
-                 description="several teachers' soft targets, averaged or weighted")
 def run_multi_teacher(ctx: DistillContext) -> MethodResult:
     opts: MultiTeacherOptions = ctx.options
     objective = ctx.objective()
@@ -153,3 +151,9 @@ def run_multi_teacher(ctx: DistillContext) -> MethodResult:
     params["teacher"] = max(params["teachers"])
     return MethodResult(student, result.best_val, distiller.objective, params, evaluate_teacher=evaluate_teachers,
                         distiller=distiller, trained_teachers=trained, extra={"combine": mode})
+
+
+def register_methods() -> None:
+    """Register ``multi_teacher`` (called once by :func:`augrl.kd.methods.get_method`)."""
+    register_method("multi_teacher", run_multi_teacher, options=MultiTeacherOptions,
+                    description="several teachers' soft targets, averaged or weighted")

@@ -153,8 +153,6 @@ class NewsBertTrainer:
         return {k: float(v.detach()) for k, v in terms.items()}
 
 
-@register_method("newsbert", options=NewsBertOptions, students=("transformer",),
-                 description="NewsBERT: shared head, student follows beta * g_teacher + (1 - beta) * g_student")
 def run_newsbert(ctx: DistillContext) -> MethodResult:
     teacher, _ = ctx.initial_teacher()
     student = build_shared_student(teacher, ctx.cfg.student_layers).to(ctx.device)
@@ -170,3 +168,9 @@ def run_newsbert(ctx: DistillContext) -> MethodResult:
                         trained_teachers={"teacher": teacher},
                         extra={"shared_parameters": sum(p.numel() for p in trainer.shared),
                                "momentum_pairs": len(trainer.pairs)})
+
+
+def register_methods() -> None:
+    """Register ``newsbert`` (called once by :func:`augrl.kd.methods.get_method`)."""
+    register_method("newsbert", run_newsbert, options=NewsBertOptions, students=("transformer",),
+                    description="NewsBERT: shared head, student follows beta * g_teacher + (1 - beta) * g_student")

@@ -49,8 +49,6 @@ def stage_of(step: int, total: int, stages: int) -> int:
     return min(stages - 1, step * stages // max(1, total))
 
 
-@register_method("rco", options=RcoOptions,
-                 description="route-constrained KD: the student follows the teacher's checkpoints")
 def run_rco(ctx: DistillContext) -> MethodResult:
     if ctx.teacher_dirs:
         raise ConfigError("rco fine-tunes its own teacher to record its route; drop --teacher-dir")
@@ -90,3 +88,9 @@ def run_rco(ctx: DistillContext) -> MethodResult:
     return MethodResult(student, result.best_val, distiller.objective, ctx.params(teacher=teacher, student=student),
                         evaluate_teacher=ctx.teacher_evaluation(teacher), distiller=distiller,
                         trained_teachers={"teacher": teacher}, extra={"route": route})
+
+
+def register_methods() -> None:
+    """Register ``rco`` (called once by :func:`augrl.kd.methods.get_method`)."""
+    register_method("rco", run_rco, options=RcoOptions,
+                    description="route-constrained KD: the student follows the teacher's checkpoints")

@@ -34,6 +34,8 @@ import time
 
 import numpy as np
 
+from augrl.runtime import stage
+
 #: the budgeted benchmark's kept candidates (the augmentation budget of RT at 40 shots: 4 x 80)
 BUDGETED_KEEP = 320
 
@@ -60,8 +62,9 @@ def selection_budget(ctx, pool) -> float:
 
 def selection_world(ctx, pool, budget: float, **env_changes):
     """The environment's world over ``pool`` for this seed (teacher outputs, features, warm-start
-    snapshots), built once and shared by every selection row whose settings of
-    :data:`~augrl.envs.config.WORLD_FIELDS` agree (the rest are applied on the shared world).
+    snapshots), built once and shared by every selection row whose world-deciding sections
+    agree (:meth:`~augrl.envs.AugmentKDConfig.world_fields`; the decision process is applied on
+    the shared world).
     Its snapshot schedule must not outrun the final student (target rows plus ``budget`` of the
     pool, the bench's epochs and batch): checked before anything trains."""
     from augrl.envs import build_world
@@ -75,15 +78,13 @@ def selection_world(ctx, pool, budget: float, **env_changes):
         train = ctx.cfg.student_train
         env_cfg.check_snapshots(total_steps(size, train), f"the final student ({train.epochs} epochs of batch "
                                                          f"{train.batch_size} over {size} examples)")
-    from augrl.envs.config import WORLD_FIELDS
-
-    settings = env_cfg.to_dict()
-    key = json.dumps(["world", id(pool), {k: settings[k] for k in sorted(WORLD_FIELDS)}], sort_keys=True, default=str)
+    settings, world_fields = env_cfg.to_dict(), env_cfg.world_fields()
+    key = json.dumps(["world", id(pool), {k: settings[k] for k in sorted(world_fields)}], sort_keys=True, default=str)
     world = ctx.shared.memo(key, lambda: build_world(env_cfg, progress=False, data=ctx.data, teacher=ctx.teacher(),
                                                      pool=pool))
     # rows that differ only in the decision process (episode length, decision...) share the
     # world's teacher outputs and snapshots
-    return world.with_settings(**{k: v for k, v in settings.items() if k not in WORLD_FIELDS})
+    return world.with_settings(**{k: v for k, v in settings.items() if k not in world_fields})
 
 
 def warm_student(world):
@@ -130,9 +131,10 @@ def _ranker_row(ctx):
     if name == "random":
         params.setdefault("seed", ctx.cfg.seed)
     ranker = get_ranker(name, **params)
-    world = selection_world(ctx, pool, budget)
-    student = warm_student(world) if name in ("teacher_student_kl", "influence") else None
-    kept, scores = select_scores(world, ranker, budget, student=student, seed=ctx.cfg.seed)
+    with stage("selection"):
+        world = selection_world(ctx, pool, budget)
+        student = warm_student(world) if name in ("teacher_student_kl", "influence") else None
+        kept, scores = select_scores(world, ranker, budget, student=student, seed=ctx.cfg.seed)
     return finish(ctx, pool, kept, scores, budget, time.perf_counter() - start)
 
 
@@ -159,18 +161,19 @@ def _reinforce_row(ctx):
     pool = ctx.selection_pool()
     budget = selection_budget(ctx, pool)
     start = time.perf_counter()
-    world = selection_world(ctx, pool, budget)
-    env = AugmentKDEnv(world=world)
-    settings = {"seed": ctx.cfg.seed, **(ctx.method.options.get("selector") or {}), "budget": budget}
-    selector = ReinforceSelector.for_env(env, SelectorConfig.from_dict(settings, source=f"method {ctx.method.name}"))
-    episodes = int(ctx.method.options.get("episodes", 30))
-    if ctx.max_steps is not None:
-        episodes = min(episodes, max(1, ctx.max_steps // env.steps_per_episode))
-    history = selector.learn(env, episodes, seed=ctx.cfg.seed * 10_000)
-    env.reset(seed=ctx.cfg.seed)
-    views = [env.pool_observations(snapshot=s) for s, _ in world.snapshots()] or [env.pool_observations()]
-    scores = selector.pool_scores(views)
-    kept = selector.select(views)
+    with stage("selection"):
+        world = selection_world(ctx, pool, budget)
+        env = AugmentKDEnv(world=world)
+        settings = {"seed": ctx.cfg.seed, **(ctx.method.options.get("selector") or {}), "budget": budget}
+        selector = ReinforceSelector.for_env(env, SelectorConfig.from_dict(settings, source=f"method {ctx.method.name}"))
+        episodes = int(ctx.method.options.get("episodes", 30))
+        if ctx.max_steps is not None:
+            episodes = min(episodes, max(1, ctx.max_steps // env.steps_per_episode))
+        history = selector.learn(env, episodes, seed=ctx.cfg.seed * 10_000)
+        env.reset(seed=ctx.cfg.seed)
+        views = [env.pool_observations(snapshot=s) for s, _ in world.snapshots()] or [env.pool_observations()]
+        scores = selector.pool_scores(views)
+        kept = selector.select(views)
     seconds = time.perf_counter() - start
     return finish(ctx, pool, kept, scores, budget, seconds,
                   policy_training={"env_steps": episodes * env.steps_per_episode, "updates": selector.updates,
