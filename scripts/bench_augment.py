@@ -6,33 +6,51 @@
 For each augmenter: ``fit(task)`` is timed on its own (the adapted MLM, CBERT model and POS
 vocabulary come from the on-disk cache after the first run; build them first, e.g. with
 ``augrl augment --method cbert``), a short warm-up call follows, then one ``augment(sentences,
-n)`` call is timed: the rate is input sentences per second (each gets n variants).
+n)`` call is timed. Rates are variants per second (each input sentence gets n variants).
+Beside the speed: distinct-2 of the variants and, with the cached seed-0 teacher of the task
+(``--quality``, default on), label preservation (:func:`augrl.baselines.quality.quality_report`).
 
-With nlpaug importable, the same is measured for nlpaug's ``ContextualWordEmbsAug`` (the same
-adapted MLM, loaded from its cache folder; substitute, top_k = 100, aug_p = 0.3, its defaults)
-and ``SynonymAug`` (WordNet), and the table gives each augmenter's rate as a ratio to nlpaug's
-contextual rate. nlpaug takes one list at a time and gives one variant per input, so n variants
-are n calls. Two adaptations are needed here and are printed with the results:
+**nlpaug, in the same run** (when importable): ``ContextualWordEmbsAug`` on the same adapted MLM
+(loaded from its cache folder), ``action="substitute"``, and augrl's own ``p`` (``aug_p``),
+1..10 words and ``top_k``, in two configurations, both printed with their ratio:
 
-* nlpaug 1.1.11's default (``use_custom_api=True``) BERT wrapper calls a tokenizer method that
-  transformers 5 removed; ``use_custom_api=False`` (its fill-mask pipeline path) is used.
-* SynonymAug POS-tags with NLTK's perceptron tagger, whose data cannot be downloaded offline;
-  spaCy's Penn Treebank tagger stands in, and its time is reported so it can be subtracted.
+* **best** (nlpaug's documented default, ``use_custom_api=True``): its own BERT wrapper, the
+  whole list passed at once so it batches (its ``batch_size=32``). nlpaug 1.1.11's wrapper
+  calls ``tokenizer._convert_token_to_id`` / ``_convert_id_to_token``, which transformers 5
+  removed; they are pointed at the public ``convert_tokens_to_ids`` / ``convert_ids_to_tokens``
+  (the same lookups), nothing else is changed.
+* **pipeline** (``use_custom_api=False``): its fill-mask pipeline path.
 
-nlpaug's contextual augmenter is slow on a CPU, so it runs on the first ``--nlpaug-subset``
-sentences (default 100; 0 = all); the rate is per sentence either way.
+nlpaug gives one variant per input and call, so n variants are n calls over the list. It is slow
+on a CPU, so it runs on the first ``--nlpaug-subset`` sentences (default 100; 0 = all); rates are
+per variant either way. ``SynonymAug`` (WordNet) is measured too; it POS-tags with NLTK's
+perceptron tagger, whose data cannot be downloaded offline, so spaCy's Penn Treebank tagger
+stands in, and its time is reported so it can be subtracted.
+
+**Against the FLOP limit** (contextual and CBERT): the fewest FLOPs a variant needs is one
+encoder pass over its word pieces, 2 * layers * (n * (4 d^2 + 2 d d_ff) + 2 n^2 d), plus the LM
+head (transform and vocabulary projection, 2 (d^2 + d V)) at its masked positions only
+(ceil(p W) words clipped to [1, 10], one piece each at least); the limit is the matmul peak
+measured in the same run (best float32 ``torch.matmul`` of two 2048^2 matrices) divided by the
+mean of that count, and the share reached is the measured rate over it. ``--profile`` prints
+where augrl's time goes (cProfile, the functions with the most own time) for those two.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 import time
+from pathlib import Path
 
 from augrl import baselines
 from augrl.tasks import load_task
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_kd_throughput import matmul_peak  # noqa: E402
 
 DEFAULT_METHODS = "eda,mask,pos,ngram,tang,contextual,cbert"
 
@@ -41,7 +59,7 @@ def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def bench_ours(name: str, task, texts: list[str], labels: list[int], n: int, seed: int) -> dict:
+def bench_ours(name: str, task, texts: list[str], labels: list[int], n: int, seed: int, profile: bool = False):
     aug = baselines.get(name, progress=True) if "progress" in baselines.parameters(name) else baselines.get(name)
     start = time.perf_counter()
     aug.fit(task)
@@ -52,25 +70,97 @@ def bench_ours(name: str, task, texts: list[str], labels: list[int], n: int, see
     seconds = time.perf_counter() - start
     changed = sum(v != t for t, vs in zip(texts, out) for v in vs) / max(1, n * len(texts))
     row = {"method": name, "sentences": len(texts), "n": n, "seconds": round(seconds, 2),
-           "sentences_per_second": len(texts) / seconds, "fit_seconds": round(fit_seconds, 1),
+           "variants_per_second": n * len(texts) / seconds, "fit_seconds": round(fit_seconds, 1),
            "changed_rate": round(changed, 3)}
     if hasattr(aug, "describe_mlm"):
         row["mlm"] = aug.describe_mlm()
-    return row
+    if profile:
+        row["profile"] = profile_top(lambda: aug.augment(texts, n=n, labels=labels, seed=seed))
+    return row, out, aug
 
 
-def bench_nlpaug_contextual(mlm_dir: str, texts: list[str], n: int) -> dict:
+def profile_top(call, top: int = 8) -> list[dict]:
+    """The functions with the most own time in ``call()`` (cProfile), with their share."""
+    import cProfile
+    import pstats
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    call()
+    profiler.disable()
+    stats = pstats.Stats(profiler).stats
+    total = sum(v[2] for v in stats.values()) or 1.0
+    rows = sorted(((v[2], k) for k, v in stats.items()), reverse=True)[:top]
+    return [{"function": f"{Path(k[0]).name}:{k[1]}({k[2]})", "seconds": round(t, 2), "share": round(t / total, 3)}
+            for t, k in rows]
+
+
+def flop_limit(aug, texts: list[str], peak: float) -> dict:
+    """The fewest FLOPs per variant of an MLM replacement augmenter (module docstring) and the
+    variants per second the matmul ``peak`` allows."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    folder = aug.describe_mlm()["cache_dir"]
+    config, tokenizer = AutoConfig.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    d, d_ff, layers, vocab = config.hidden_size, config.intermediate_size, config.num_hidden_layers, config.vocab_size
+    per_variant = []
+    for text in texts:
+        pieces = len(tokenizer(text, truncation=True, max_length=128)["input_ids"])
+        masked = min(max(1, math.ceil(aug.p * len(text.split()))), aug.max_words)
+        encoder = 2 * layers * (pieces * (4 * d * d + 2 * d * d_ff) + 2 * pieces * pieces * d)
+        per_variant.append(encoder + masked * 2 * (d * d + d * vocab))
+    flops = sum(per_variant) / len(per_variant)
+    return {"flops_per_variant": flops, "limit_variants_per_second": peak / flops}
+
+
+def quality(texts, labels, variants, teacher_parts) -> dict:
+    from augrl.baselines.quality import quality_report
+
+    teacher, tokenizer, spec = teacher_parts if teacher_parts else (None, None, None)
+    report = quality_report(texts, labels, variants, teacher=teacher, tokenizer=tokenizer, spec=spec)
+    return {"distinct_2": round(report["distinct_2"], 3),
+            "label_preservation": None if report.get("label_preservation") is None
+            else round(report["label_preservation"], 3)}
+
+
+def seed0_teacher(task_name: str):
+    """The task's cached seed-0 MiniLM teacher (fine-tuned once if the cache lacks it)."""
+    from augrl.pipelines import RunConfig, prepare
+    from augrl.teachers import obtain_teacher
+
+    data = prepare(RunConfig(task=task_name, seed=0))
+    teacher, _ = obtain_teacher(RunConfig(task=task_name, seed=0), data, progress=False)
+    return teacher.eval(), data.tokenizer, data.task.spec
+
+
+def patch_nlpaug_for_transformers5() -> None:
+    """nlpaug 1.1.11's BERT wrapper looks tokens up with methods transformers 5 removed; point them
+    at the public ones (the same lookups)."""
+    from nlpaug.model.lang_models import Bert
+
+    Bert.token2id = lambda self, token: self.tokenizer.convert_tokens_to_ids(token)
+    Bert.id2token = lambda self, _id: self.tokenizer.convert_ids_to_tokens(_id)
+
+
+def bench_nlpaug_contextual(mlm_dir: str, texts: list[str], n: int, path: str, p: float, top_k: int,
+                            max_words: int) -> tuple[dict, list]:
     import nlpaug.augmenter.word as naw
 
-    aug = naw.ContextualWordEmbsAug(model_path=mlm_dir, model_type="bert", action="substitute", top_k=100,
-                                    aug_p=0.3, aug_min=1, aug_max=10, device="cpu", use_custom_api=False)
+    if path == "best":
+        patch_nlpaug_for_transformers5()
+    aug = naw.ContextualWordEmbsAug(model_path=mlm_dir, model_type="bert", action="substitute", top_k=top_k,
+                                    aug_p=p, aug_min=1, aug_max=max_words, device="cpu",
+                                    use_custom_api=path == "best")
     aug.augment(texts[:2])  # warm-up
     start = time.perf_counter()
-    for _ in range(n):
-        aug.augment(texts)
+    outputs = [aug.augment(texts) for _ in range(n)]
     seconds = time.perf_counter() - start
-    return {"method": "nlpaug ContextualWordEmbsAug", "sentences": len(texts), "n": n, "seconds": round(seconds, 2),
-            "sentences_per_second": len(texts) / seconds, "model": mlm_dir}
+    variants = [[out[i] for out in outputs] for i in range(len(texts))]
+    config = ("its own BERT wrapper (use_custom_api=True), list input, batch_size 32" if path == "best"
+              else "fill-mask pipeline (use_custom_api=False), list input")
+    return ({"method": f"nlpaug contextual ({path})", "sentences": len(texts), "n": n, "seconds": round(seconds, 2),
+             "variants_per_second": n * len(texts) / seconds, "model": mlm_dir, "configuration": config,
+             "aug_p": p, "top_k": top_k}, variants)
 
 
 def bench_nlpaug_synonym(texts: list[str], n: int) -> dict:
@@ -97,8 +187,8 @@ def bench_nlpaug_synonym(texts: list[str], n: int) -> dict:
         aug.augment(texts)
     seconds = time.perf_counter() - start
     return {"method": "nlpaug SynonymAug (WordNet)", "sentences": len(texts), "n": n, "seconds": round(seconds, 2),
-            "sentences_per_second": len(texts) / seconds, "pos_tagging_seconds": round(tagging["seconds"], 2),
-            "sentences_per_second_without_tagging": len(texts) / max(1e-9, seconds - tagging["seconds"])}
+            "variants_per_second": n * len(texts) / seconds, "pos_tagging_seconds": round(tagging["seconds"], 2),
+            "variants_per_second_without_tagging": n * len(texts) / max(1e-9, seconds - tagging["seconds"])}
 
 
 def main() -> None:
@@ -107,8 +197,11 @@ def main() -> None:
     ap.add_argument("--sentences", type=int, default=1000, help="RT sentences (from the task's test split)")
     ap.add_argument("--n", type=int, default=4, help="variants per sentence")
     ap.add_argument("--methods", default=DEFAULT_METHODS, help="comma-separated augmenter names")
-    ap.add_argument("--nlpaug-subset", type=int, default=100, help="sentences for nlpaug's contextual run (0: all)")
+    ap.add_argument("--nlpaug-subset", type=int, default=100, help="sentences for nlpaug's contextual runs (0: all)")
+    ap.add_argument("--nlpaug-paths", default="best,pipeline", help="nlpaug contextual configurations to run")
     ap.add_argument("--no-nlpaug", action="store_true", help="skip nlpaug even when installed")
+    ap.add_argument("--no-quality", action="store_true", help="skip label preservation (needs the task's teacher)")
+    ap.add_argument("--profile", action="store_true", help="where augrl's contextual and CBERT time goes")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the rows to this JSON file")
     args = ap.parse_args()
@@ -118,14 +211,20 @@ def main() -> None:
     pool = task.test.select(range(min(args.sentences, len(task.test))))
     texts, labels = list(pool["text"]), list(pool["label"])
     print(f"{len(texts)} {args.task} sentences, n={args.n}; load average before: {_load()}", file=sys.stderr)
-    rows = []
-    mlm_dir = None
+    peak = matmul_peak(2048)
+    teacher_parts = None if args.no_quality else seed0_teacher(args.task)
+    rows, contextual = [], None
     for name in [m.strip() for m in args.methods.split(",") if m.strip()]:
-        row = bench_ours(name, task, texts, labels, args.n, args.seed)
-        rows.append(row)
+        row, variants, aug = bench_ours(name, task, texts, labels, args.n, args.seed,
+                                        profile=args.profile and name in ("contextual", "cbert"))
+        row.update(quality(texts, labels, variants, teacher_parts))
+        if name in ("contextual", "cbert"):
+            row.update(flop_limit(aug, texts, peak))
+            row["share_of_limit"] = row["variants_per_second"] / row["limit_variants_per_second"]
         if name == "contextual":
-            mlm_dir = row["mlm"]["cache_dir"]
-        print(f"  {name}: {row['sentences_per_second']:.1f} sentences/s", file=sys.stderr)
+            contextual = aug
+        rows.append(row)
+        print(f"  {name}: {row['variants_per_second']:.1f} variants/s", file=sys.stderr)
 
     nlpaug_rows = []
     if not args.no_nlpaug:
@@ -134,33 +233,50 @@ def main() -> None:
         except ImportError:
             print("nlpaug is not installed: no comparison", file=sys.stderr)
         else:
-            if mlm_dir is None:
-                mlm_dir = baselines.get("contextual").fit(task).describe_mlm()["cache_dir"]
+            if contextual is None:
+                contextual = baselines.get("contextual").fit(task)
+            mlm_dir = contextual.describe_mlm()["cache_dir"]
             subset = texts if args.nlpaug_subset == 0 else texts[:args.nlpaug_subset]
-            nlpaug_rows.append(bench_nlpaug_contextual(mlm_dir, subset, args.n))
-            print(f"  nlpaug contextual: {nlpaug_rows[-1]['sentences_per_second']:.2f} sentences/s", file=sys.stderr)
+            for path in [x.strip() for x in args.nlpaug_paths.split(",") if x.strip()]:
+                row, variants = bench_nlpaug_contextual(mlm_dir, subset, args.n, path, contextual.p, contextual.top_k,
+                                                        contextual.max_words)
+                row.update(quality(subset, labels[:len(subset)], variants, teacher_parts))
+                nlpaug_rows.append(row)
+                print(f"  nlpaug contextual ({path}): {row['variants_per_second']:.2f} variants/s", file=sys.stderr)
             nlpaug_rows.append(bench_nlpaug_synonym(texts, args.n))
-    reference = nlpaug_rows[0]["sentences_per_second"] if nlpaug_rows else None
-    synonym = nlpaug_rows[1]["sentences_per_second"] if len(nlpaug_rows) > 1 else None
 
-    print(f"\nload average after: {_load()}; torch threads: {__import__('torch').get_num_threads()}")
-    header = f"| {'augmenter':32s} | sentences | sentences/s | x nlpaug contextual | x nlpaug SynonymAug |"
+    print(f"\nload average after: {_load()}; torch threads: {__import__('torch').get_num_threads()}; "
+          f"matmul peak {peak / 1e9:.1f} GFLOP/s")
+    references = {r["method"]: r["variants_per_second"] for r in nlpaug_rows}
+    columns = [m for m in references if m.startswith("nlpaug contextual")]
+    header = ("| augmenter | sentences | variants/s | distinct-2 | label kept | "
+              + " | ".join(f"x {c}" for c in columns) + " | FLOP limit (variants/s) | share of limit |")
     print(header)
-    print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
+    print("|" + "---|" * (header.count("|") - 1))
     for row in rows + nlpaug_rows:
-        rate = row["sentences_per_second"]
-        ratio = f"{rate / reference:.1f}" if reference else "-"
-        ratio_syn = f"{rate / synonym:.2f}" if synonym else "-"
-        row["x_nlpaug_contextual"] = rate / reference if reference else None
-        row["x_nlpaug_synonym"] = rate / synonym if synonym else None
-        print(f"| {row['method']:32s} | {row['sentences']:9d} | {rate:11.2f} | {ratio:>19s} | {ratio_syn:>19s} |")
-    if len(nlpaug_rows) > 1:
-        r = nlpaug_rows[1]
+        rate = row["variants_per_second"]
+        ratios = {c: rate / references[c] for c in columns}
+        row["x_nlpaug"] = ratios
+        limit = row.get("limit_variants_per_second")
+        limit_cells = "- | -" if limit is None else f"{limit:.0f} | {row['share_of_limit']:.1%}"
+        print(f"| {row['method']} | {row['sentences']} | {rate:.1f} | {row.get('distinct_2', '-')} | "
+              f"{row.get('label_preservation', '-')} | " + " | ".join(f"{v:.1f}" for v in ratios.values())
+              + f" | {limit_cells} |")
+    for row in nlpaug_rows:
+        if "configuration" in row:
+            print(f"{row['method']}: {row['configuration']}, aug_p {row['aug_p']}, top_k {row['top_k']}")
+    synonym = [r for r in nlpaug_rows if r["method"].startswith("nlpaug SynonymAug")]
+    if synonym:
+        r = synonym[0]
         print(f"(nlpaug SynonymAug spent {r['pos_tagging_seconds']}s in the spaCy tagger standing in for NLTK's; "
-              f"without it: {r['sentences_per_second_without_tagging']:.1f} sentences/s)")
+              f"without it: {r['variants_per_second_without_tagging']:.1f} variants/s)")
+    for row in rows:
+        for entry in row.get("profile", []):
+            print(f"  profile {row['method']}: {entry['share']:.1%} {entry['seconds']:.2f}s {entry['function']}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"rows": rows + nlpaug_rows, "load_average": _load()}, f, indent=2, default=str)
+            json.dump({"rows": rows + nlpaug_rows, "load_average": _load(), "matmul_peak_flop_per_s": peak}, f,
+                      indent=2, default=str)
 
 
 if __name__ == "__main__":
