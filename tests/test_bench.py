@@ -561,3 +561,29 @@ def test_a_bench_killed_with_sigkill_mid_run_resumes_only_the_killed_run_and_nev
     # kd, run after the resume, learnt from the teacher the killed process had (cached, not retrained)
     kd = records[-1]
     assert kd["teacher"]["cached"] is True and kd["teacher"]["dir"] == flag.read_text()
+
+
+def test_rows_of_a_seed_share_one_teacher_pass_over_its_pool(toy_tasks, base, tmp_path, monkeypatch):
+    """kd+eda, a selection row and a policy row (its policy, all-kept and random-kept students)
+    keep different subsets of one EDA pool: the teacher runs over target + pool once for all
+    their students (the policy's environment makes its own pass, candidates first, with the
+    representations its features need)."""
+    from augrl.kd import TeacherCache, stored_outputs
+
+    monkeypatch.setenv("AUGRL_CACHE", str(tmp_path / "cache"))  # nothing stored from other tests
+    stored_outputs.clear_memo()
+    sizes: list[int] = []
+    real = TeacherCache.from_model.__func__
+
+    def counting(cls, teacher, data, *args, **kwargs):
+        sizes.append(len(data))
+        return real(cls, teacher, data, *args, **kwargs)
+
+    monkeypatch.setattr(TeacherCache, "from_model", classmethod(counting))
+    bench.run_bench(_settings(toy_tasks, ["kd+eda", "kd+random", "kd+ppo"]), base.with_max_steps(1), tmp_path / "out",
+                    progress=False, max_steps=1, log=lambda _: None)
+    records = read_jsonl(tmp_path / "out" / "results.jsonl")[0]
+    target, pool = 16, records[0]["candidates"]  # 8 shots x 2 classes; every candidate of the shared pool
+    assert {r["pool"]["size"] for r in records} == {pool} and len(records) == 3
+    assert sizes.count(target + pool) == 2  # students' pass (train first) + the environment world's pass
+    stored_outputs.clear_memo()
