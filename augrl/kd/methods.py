@@ -127,18 +127,16 @@ def register_method(name: str, run: Callable | None = None, *, options: type | N
     return add(run) if run is not None else add
 
 
-_loaded = False
+_registered: set[str] = set()
 
 
 def _load_builtins() -> None:
-    """Call ``register_methods()`` of each module of :data:`_BUILTIN_MODULES`, once: registration
-    is this explicit call, never a side effect of importing a module."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
+    """Call ``register_methods()`` of each module of :data:`_BUILTIN_MODULES`, once per module:
+    registration is this explicit call, never a side effect of importing a module."""
     for module in _BUILTIN_MODULES:
-        importlib.import_module(module).register_methods()
+        if module not in _registered:
+            importlib.import_module(module).register_methods()
+            _registered.add(module)
 
 
 def get_method(name: str) -> MethodSpec:
