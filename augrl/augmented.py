@@ -85,10 +85,11 @@ def distil_on(cfg: RunConfig, data: Prepared, teacher: torch.nn.Module, pool: Ca
     """
     # the teacher runs over the target rows and the whole pool once (stored: rows keeping other
     # subsets of the pool read theirs from the same cache); the student sees the kept rows
-    everything, n_all = augmented_train_set(data, pool, None, cfg.teacher_train.max_length)
-    rows = list(range(len(data.train))) + [len(data.train) + int(k) for k in (range(n_all) if keep is None else keep)]
-    train, n_candidates = (everything, n_all) if len(rows) == len(everything) and keep is None \
-        else (everything.subset(rows), len(rows) - len(data.train))
+    everything, n_candidates = augmented_train_set(data, pool, None, cfg.teacher_train.max_length)
+    train, rows = everything, None
+    if keep is not None:
+        rows = list(range(len(data.train))) + [len(data.train) + int(k) for k in keep]
+        train, n_candidates = everything.subset(rows), len(keep)
     student = build_configured_student(cfg, data.task.spec.num_labels)
     if freeze_embeddings:
         models.freeze_word_embeddings(student)
@@ -96,7 +97,7 @@ def distil_on(cfg: RunConfig, data: Prepared, teacher: torch.nn.Module, pool: Ca
     distiller = build_distiller(cfg, student, data.device, total_steps(len(train), c), teacher, objective)
     cache = teacher_outputs(teacher, everything, distiller.teacher_needs(), cfg.teacher_train.eval_batch_size,
                             data.device, cfg.cache_dtype)
-    if train is not everything:
+    if rows is not None:
         cache = cache.select(rows)
     seed_everything(cfg.seed)
     with stage("student"):
