@@ -125,6 +125,11 @@ def train_teacher(cfg: RunConfig, data: Prepared, progress: bool = True, on_epoc
     ``train`` replaces the target train set (e.g. a source-domain teacher). The returned
     result is the target stage's, with the source stage's summary under ``source_stage``.
     """
+    with stage("teacher"):
+        return _train_teacher(cfg, data, progress, on_epoch_end, train)
+
+
+def _train_teacher(cfg: RunConfig, data: Prepared, progress: bool, on_epoch_end, train: Encoded | None):
     seed_everything(cfg.seed)
     teacher = models.build_teacher(data.task.spec.num_labels, cfg.teacher)
     source_result = None

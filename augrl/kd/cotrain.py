@@ -32,6 +32,7 @@ from augrl.kd.distiller import Distiller, make_optimizer
 from augrl.kd.losses import hard_ce
 from augrl.kd.methods import DistillContext, MethodResult, register_method
 from augrl.kd.outputs import model_outputs
+from augrl.runtime import stage
 from augrl.training import TrainConfig, train_loop
 
 MODES = ("isolated", "shared_grad", "loss_sum")
@@ -116,8 +117,9 @@ def _cotrainer(mode: str):
         distiller = ctx.distiller(student, teacher, total, extra_parameters=extra)
         trainer = CoTrainer(teacher, student, mode, distiller, ctx.cfg.teacher_train, total,
                             ctx.options.teacher_weight)
-        result = train_loop(student, trainer.step, total, ctx.data.train, ctx.data.val, ctx.spec,
-                            ctx.cfg.student_train, ctx.device, ctx.cfg.seed, ctx.progress, f"cotrain ({mode})")
+        with stage("student"):
+            result = train_loop(student, trainer.step, total, ctx.data.train, ctx.data.val, ctx.spec,
+                                ctx.cfg.student_train, ctx.device, ctx.cfg.seed, ctx.progress, f"cotrain ({mode})")
         ctx.record_stage("student", result)
         return MethodResult(student, result.best_val, distiller.objective, ctx.params(teacher=teacher, student=student),
                             evaluate_teacher=ctx.teacher_evaluation(teacher), distiller=distiller,

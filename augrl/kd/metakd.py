@@ -40,6 +40,7 @@ from augrl.kd.methods import DistillContext, MethodResult, register_method
 from augrl.kd.outputs import Needs, model_outputs
 from augrl.models import hidden_size, layer_count, masked_mean
 from augrl.pipelines import RunConfig
+from augrl.runtime import stage
 from augrl.training import total_steps, train_loop
 
 METAKD_OBJECTIVE = {"embedding_mse": 1.0, "hidden_mse": 1.0, "attention_mse": 1.0, "dark_ce": 1.0,
@@ -139,8 +140,9 @@ def run_metakd(ctx: DistillContext) -> MethodResult:
         scheduler.step()
         return {k: float(v.detach()) for k, v in terms.items()}
 
-    teacher_fit = train_loop(meta, teacher_step, teacher_total, meta_train, data.val, spec, teacher_cfg, ctx.device,
-                             cfg.seed, ctx.progress, "meta-teacher")
+    with stage("teacher"):
+        teacher_fit = train_loop(meta, teacher_step, teacher_total, meta_train, data.val, spec, teacher_cfg, ctx.device,
+                                 cfg.seed, ctx.progress, "meta-teacher")
     ctx.record_stage("teacher", teacher_fit)
     meta.eval()
     # 4. meta-distillation on the target domain

@@ -40,6 +40,7 @@ from augrl.kd.distiller import Distiller, make_optimizer
 from augrl.kd.losses import hard_ce
 from augrl.kd.methods import DistillContext, MethodResult, register_method
 from augrl.kd.outputs import model_outputs
+from augrl.runtime import stage
 from augrl.training import TrainConfig, train_loop
 
 SHARED_MODULES = ("classifier", "pooler")
@@ -160,8 +161,9 @@ def run_newsbert(ctx: DistillContext) -> MethodResult:
     distiller = ctx.distiller(student, teacher, total)
     trainer = NewsBertTrainer(teacher, student, distiller, ctx.options.beta, ctx.cfg.teacher_train, total,
                               ctx.options.teacher_weight)
-    result = train_loop(student, trainer.step, total, ctx.data.train, ctx.data.val, ctx.spec, ctx.cfg.student_train,
-                        ctx.device, ctx.cfg.seed, ctx.progress, "newsbert")
+    with stage("student"):
+        result = train_loop(student, trainer.step, total, ctx.data.train, ctx.data.val, ctx.spec, ctx.cfg.student_train,
+                            ctx.device, ctx.cfg.seed, ctx.progress, "newsbert")
     ctx.record_stage("student", result)
     return MethodResult(student, result.best_val, distiller.objective, ctx.params(teacher=teacher, student=student),
                         evaluate_teacher=ctx.teacher_evaluation(teacher), distiller=distiller,

@@ -22,6 +22,7 @@ from augrl.kd.cache import TeacherCache
 from augrl.kd.methods import DistillContext, MethodResult, register_method
 from augrl.models import loading, resolve_model
 from augrl.pipelines import train_teacher
+from augrl.runtime import stage
 from augrl.training import total_steps, train_loop
 
 
@@ -82,8 +83,9 @@ def run_rco(ctx: DistillContext) -> MethodResult:
         stage = stage_of(distiller.steps, total, len(caches))
         return {**distiller.step(batch, caches[stage]), "anchor": float(stage)}
 
-    result = train_loop(student, step, total, ctx.data.train, ctx.data.val, ctx.spec, cfg.student_train, ctx.device,
-                        cfg.seed, ctx.progress, "student (RCO)")
+    with stage("student"):
+        result = train_loop(student, step, total, ctx.data.train, ctx.data.val, ctx.spec, cfg.student_train, ctx.device,
+                            cfg.seed, ctx.progress, "student (RCO)")
     ctx.record_stage("student", result)
     return MethodResult(student, result.best_val, distiller.objective, ctx.params(teacher=teacher, student=student),
                         evaluate_teacher=ctx.teacher_evaluation(teacher), distiller=distiller,
