@@ -32,10 +32,15 @@ class ConfigMixin:
         """A copy with some fields changed; ``None`` values are ignored (unset CLI flags)."""
         return self.from_dict({**self.to_dict(), **{k: v for k, v in changes.items() if v is not None}})
 
+    def to_file_dict(self) -> dict[str, Any]:
+        """What :meth:`save` writes (composed configs write one mapping per section)."""
+        return self.to_dict()
+
     def save(self, path: str | Path) -> Path:
+        """Write :meth:`to_file_dict` as YAML (``.yaml``/``.yml``) or JSON."""
         path = Path(path)
-        text = yaml.safe_dump(self.to_dict(), sort_keys=False) if path.suffix in (".yaml", ".yml") \
-            else json.dumps(self.to_dict(), indent=2)
+        data = _plain(self.to_file_dict())
+        text = yaml.safe_dump(data, sort_keys=False) if path.suffix in (".yaml", ".yml") else json.dumps(data, indent=2)
         path.write_text(text)
         return path
 
@@ -51,6 +56,15 @@ class ConfigMixin:
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: expected a mapping of field: value")
         return cls.from_dict(data, source=str(path))
+
+
+def _plain(value):
+    """Tuples as lists, so YAML stays plain (``safe_load`` reads it back)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def build_with_params(what: str, factory, params: dict):

@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-import yaml
 
 from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
@@ -329,10 +327,9 @@ class Composed(ConfigMixin):
         error naming its section."""
         data = dict(data)
         flat: dict[str, Any] = {}
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         for name, kind in cls.SECTIONS.items():
             value = data.get(name)
-            if isinstance(value, dict) and not (name in names and _takes_mapping(cls, name)):
+            if isinstance(value, dict):  # no field named like a section holds a mapping
                 data.pop(name)
                 unknown = sorted(set(value) - cls.fields_of(kind))
                 if unknown:
@@ -344,27 +341,6 @@ class Composed(ConfigMixin):
             raise ConfigError(f"{source}: {clash} given both in a section and at the top level; give each once")
         return super().from_dict({**data, **flat}, source)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the sectioned form (YAML for ``.yaml``/``.yml``, else JSON)."""
-        import json
-
-        path = Path(path)
-        sections = self.to_sections()
-        text = yaml.safe_dump(_plain(sections), sort_keys=False) if path.suffix in (".yaml", ".yml") \
-            else json.dumps(sections, indent=2)
-        path.write_text(text)
-        return path
-
-
-def _takes_mapping(cls: type, name: str) -> bool:
-    kind = {f.name: f for f in dataclasses.fields(cls)}[name].type
-    return "dict" in str(kind)
-
-
-def _plain(value):
-    """Tuples as lists, so YAML stays plain (``safe_load`` reads it back)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+    def to_file_dict(self) -> dict[str, Any]:
+        """What :meth:`save` writes: the sectioned form (:meth:`to_sections`)."""
+        return self.to_sections()
