@@ -9,7 +9,7 @@ non-alphabetic tokens are never sampled). nlpaug's defaults: p = 0.3, 1..10 word
 Unlike nlpaug, which runs one forward pass per masked position and computes the vocabulary
 logits at every token, the variants of a whole batch of inputs (n per input) are predicted
 together: one forward pass per ``forward_batch`` masked sequences (sorted by length), with the
-LM head evaluated only at the masked positions. All masks of a sequence are predicted at once,
+LM head evaluated only at the masked positions and over the words that may be sampled. All masks of a sequence are predicted at once,
 independently of each other.
 
 Words are whitespace tokens. Text beyond the model's maximum length is kept unchanged (the MLM
@@ -162,6 +162,14 @@ class ContextualAugmenter(Augmenter):
             self._allowed = allowed.to(mlm.device)
         return self._allowed
 
+    def _sampleable(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The sampleable token ids (K,) and each vocabulary id's index among them (V,), -1 if none."""
+        allowed = self._allowed_ids()
+        vocabulary = allowed.nonzero(as_tuple=True)[0]
+        index_of = torch.full((len(allowed),), -1, dtype=torch.long, device=allowed.device)
+        index_of[vocabulary] = torch.arange(len(vocabulary), device=allowed.device)
+        return vocabulary, index_of
+
     def _word_pieces(self, words: list[str]) -> None:
         """Tokenise unseen words (all at once) into ``self._pieces``."""
         new = [w for w in dict.fromkeys(words) if w not in self._pieces]
@@ -292,8 +300,8 @@ class ContextualAugmenter(Augmenter):
         if not rows:
             return
         mlm = self.masked_lm()
-        allowed = self._allowed_ids()
-        k = int(min(self.top_k, int(allowed.sum())))
+        vocabulary, index_of = self._sampleable()
+        k = int(min(self.top_k, len(vocabulary)))
         pad = mlm.tokenizer.pad_token_id or 0
         order = sorted(range(len(rows)), key=lambda r: len(rows[r].ids))
         top_values: dict[int, np.ndarray] = {}
@@ -311,14 +319,19 @@ class ContextualAugmenter(Augmenter):
                 attention[b, :len(row.ids)] = 1
                 positions.extend((b, c) for c in row.columns)
             pos = torch.tensor(positions, dtype=torch.long, device=mlm.device)
-            logits = mlm.masked_logits(ids.to(mlm.device), attention.to(mlm.device), pos, types.to(mlm.device))
-            logits = logits.float().masked_fill(~allowed, float("-inf"))
-            exclude = torch.tensor([e for row in batch for e in row.exclude], device=mlm.device)
+            # logits over the sampleable words only; no log-softmax over them: a Gumbel draw and the
+            # logprob renormalised over the top k are the same for logits shifted by a constant
+            logits = mlm.masked_logits(ids.to(mlm.device), attention.to(mlm.device), pos, types.to(mlm.device),
+                                       vocabulary=vocabulary).float()
+            exclude = index_of[torch.tensor([max(e, 0) for row in batch for e in row.exclude], device=mlm.device)]
+            exclude[torch.tensor([e < 0 for row in batch for e in row.exclude], device=mlm.device)] = -1
             has = exclude >= 0
             if bool(has.any()):
                 logits[has.nonzero(as_tuple=True)[0], exclude[has]] = float("-inf")
-            values, indices = torch.topk(torch.log_softmax(logits / self.temperature, dim=-1), k, dim=-1)
-            values, indices = values.cpu().numpy(), indices.cpu().numpy()
+            if self.temperature != 1.0:
+                logits = logits / self.temperature
+            values, indices = torch.topk(logits, k, dim=-1)
+            values, indices = values.cpu().numpy(), vocabulary[indices].cpu().numpy()
             offset = 0
             for row in batch:
                 m = len(row.columns)

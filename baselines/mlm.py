@@ -106,11 +106,28 @@ class MaskedLM:
         """Vocabulary logits (M, V) of hidden states (M, H): the LM head on chosen positions only."""
         return lm_head(self.model)(states)
 
+    def head_over(self, states: torch.Tensor, vocabulary: torch.Tensor) -> torch.Tensor:
+        """Logits (M, K) of hidden states (M, H) over the token ids ``vocabulary`` (K,) only.
+
+        The head's transform runs as usual and the vocabulary projection multiplies by the
+        decoder's rows of those tokens alone, so a K-token vocabulary costs K / V of the
+        projection. The rows are gathered on every call: the weights may be training (L2A's G).
+        """
+        parts = head_parts(self.model)
+        if parts is None:
+            return self.head(states)[:, vocabulary]
+        transform, decoder = parts
+        bias = None if decoder.bias is None else decoder.bias[vocabulary]
+        return nn.functional.linear(transform(states), decoder.weight[vocabulary], bias)
+
     def masked_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor,
-                      token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Logits (M, V) at the (row, column) ``positions`` (M, 2) of one padded batch."""
+                      token_type_ids: torch.Tensor | None = None,
+                      vocabulary: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (M, V) at the (row, column) ``positions`` (M, 2) of one padded batch; (M, K) over the
+        token ids ``vocabulary`` (K,) when it is given (:meth:`head_over`)."""
         states = self.hidden(input_ids, attention_mask, token_type_ids)
-        return self.head(states[positions[:, 0], positions[:, 1]])
+        picked = states[positions[:, 0], positions[:, 1]]
+        return self.head(picked) if vocabulary is None else self.head_over(picked, vocabulary)
 
 
 def lm_head(model: nn.Module) -> nn.Module:
@@ -121,6 +138,22 @@ def lm_head(model: nn.Module) -> nn.Module:
             return head
     raise ConfigError(f"{type(model).__name__} has no recognised masked-LM head (cls or lm_head); "
                       "use a BERT- or RoBERTa-family masked LM")
+
+
+def head_parts(model: nn.Module):
+    """The LM head as (transform, decoder): ``transform`` maps hidden states (M, H) to (M, H) and
+    the ``nn.Linear`` ``decoder`` projects them onto the vocabulary; ``None`` for an unknown head."""
+    bert = getattr(getattr(model, "cls", None), "predictions", None)
+    if bert is not None and isinstance(getattr(bert, "decoder", None), nn.Linear):
+        return bert.transform, bert.decoder
+    roberta = getattr(model, "lm_head", None)
+    if roberta is not None and all(isinstance(getattr(roberta, n, None), nn.Module)
+                                   for n in ("dense", "layer_norm", "decoder")):
+        def transform(x: torch.Tensor) -> torch.Tensor:
+            return roberta.layer_norm(nn.functional.gelu(roberta.dense(x)))
+
+        return transform, roberta.decoder
+    return None
 
 
 def has_mlm_head(path: str) -> bool:

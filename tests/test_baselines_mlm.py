@@ -86,9 +86,9 @@ def test_contextual_predicts_every_mask_of_a_batch_in_one_forward_pass(fitted_au
     calls = []
     real = mlm.masked_logits
 
-    def counting(input_ids, attention_mask, positions, token_type_ids=None):
+    def counting(input_ids, attention_mask, positions, token_type_ids=None, **kwargs):
         calls.append((tuple(input_ids.shape), len(positions)))
-        return real(input_ids, attention_mask, positions, token_type_ids)
+        return real(input_ids, attention_mask, positions, token_type_ids, **kwargs)
 
     monkeypatch.setattr(mlm, "masked_logits", counting)
     aug.augment(TEXTS * 5, n=4, seed=0)  # 20 inputs x 4 variants = 80 masked sequences
@@ -121,9 +121,9 @@ def test_cbert_uses_label_embeddings(fitted_augmenters, toy_tasks):
     seen = []
     real = mlm.masked_logits
 
-    def spy(input_ids, attention_mask, positions, token_type_ids=None):
+    def spy(input_ids, attention_mask, positions, token_type_ids=None, **kwargs):
         seen.append(token_type_ids.clone())
-        return real(input_ids, attention_mask, positions, token_type_ids)
+        return real(input_ids, attention_mask, positions, token_type_ids, **kwargs)
 
     mlm.masked_logits = spy
     try:
@@ -190,3 +190,31 @@ def test_masking_follows_bert(tiny_model_dir):
     assert where[:, 0].sum() == 0  # [CLS] is never a target
     masked = (ids_[where] == tok.mask_token_id).float().mean()
     assert 0.7 < masked < 0.9
+
+
+def test_the_head_over_a_vocabulary_is_those_columns_of_the_full_head(fitted_augmenters):
+    mlm = fitted_augmenters[("contextual", "single")].masked_lm()
+    states = torch.randn(5, mlm.model.config.hidden_size)
+    vocabulary = torch.tensor([7, 3, 11, 29, 2])
+    with torch.no_grad():
+        full, part = mlm.head(states), mlm.head_over(states, vocabulary)
+    assert part.shape == (5, 5)
+    torch.testing.assert_close(part, full[:, vocabulary], rtol=1e-5, atol=1e-5)
+
+
+def test_sampling_over_the_sampleable_words_draws_what_the_full_vocabulary_draws(fitted_augmenters, monkeypatch):
+    """Logits over the allowed words only, without log-softmax, pick the words (and the top-k
+    logprobs) that -inf-masked log-softmax logits over the whole vocabulary pick."""
+    aug = fitted_augmenters[("contextual", "single")]
+    mlm = aug.masked_lm()
+    fast = aug.augment(TEXTS * 3, n=4, seed=3)
+    allowed = aug._allowed_ids()
+    real = mlm.masked_logits
+
+    def whole_vocabulary(input_ids, attention_mask, positions, token_type_ids=None, vocabulary=None):
+        logits = torch.log_softmax(real(input_ids, attention_mask, positions, token_type_ids)
+                                   .masked_fill(~allowed, float("-inf")), dim=-1)
+        return logits[:, vocabulary]
+
+    monkeypatch.setattr(mlm, "masked_logits", whole_vocabulary)
+    assert aug.augment(TEXTS * 3, n=4, seed=3) == fast
