@@ -92,6 +92,8 @@ class BenchSettings(ConfigMixin):
         define: methods derived for this bench: ``name: {base, description, config,
             augmenter, augmenter_params, options}`` (see :func:`derive`).
         description: what the preset measures.
+        teacher: the teacher every run distils from unless ``--teacher`` is given (the L2A
+            paper's presets: ``mpnet``); ``None``: the run config's.
     """
 
     tasks: list = field(default_factory=lambda: ["rt"])
@@ -102,8 +104,11 @@ class BenchSettings(ConfigMixin):
     augmenter_params: dict = field(default_factory=dict)
     define: dict = field(default_factory=dict)
     description: str = ""
+    teacher: str | None = None
 
     def __post_init__(self) -> None:
+        if self.teacher is not None and not (isinstance(self.teacher, str) and self.teacher.strip()):
+            raise ConfigError(f"teacher: expected a teacher name or folder (e.g. mpnet), got {self.teacher!r}")
         self.tasks = _as_list(self.tasks, "tasks", str)
         self.methods = _as_list(self.methods, "methods", str, allow_empty=True)  # checked by resolve_methods
         self.seeds = seed_list(self.seeds)

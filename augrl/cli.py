@@ -446,7 +446,8 @@ def cmd_bench(args: argparse.Namespace) -> None:
     settings = settings.replace(tasks=args.task, methods=args.methods, seeds=args.seeds, shots=args.shots,
                                 variants=args.variants, augmenter_params=params)
     # the bench sets task, shots and seed per run; the rest of the run config comes from the flags
-    cfg = _run_config(argparse.Namespace(**{**vars(args), "task": None, "shots": None, "seed": None, "student": None}))
+    cfg = _run_config(argparse.Namespace(**{**vars(args), "task": None, "shots": None, "seed": None, "student": None,
+                                            "teacher": args.teacher or settings.teacher}))
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` (or a batch scheduler's time limit) stops it like Ctrl-C
     summary = bench.run_bench(settings, cfg, args.out, progress=not args.quiet, max_steps=args.max_steps,
                               on_record=lambda r: print(_summary(r), file=sys.stderr if args.json else sys.stdout,

@@ -264,7 +264,7 @@ def test_unknown_methods_and_bad_settings_are_clear_errors_before_anything_runs(
     assert main(["bench", "--methods", "kd+eda", "--aug-param", "eda.nope=1", "--out", str(out)]) == 2
     assert "has no setting(s) ['nope']" in capsys.readouterr().err
     assert main(["bench", "--preset", "nope", "--out", str(out)]) == 2
-    assert "unknown preset 'nope'; available: budgeted, datasize, demo, domains, kd-objective, planted, planted-hard, sensitivity" in capsys.readouterr().err
+    assert "unknown preset 'nope'; available: budgeted, datasize, demo, domains, kd-objective, paper-rt, planted, planted-hard, sensitivity" in capsys.readouterr().err
     assert main(["bench", "--methods", "kd"]) == 2 and "--out" in capsys.readouterr().err
     assert not out.exists()
     with pytest.raises(ConfigError, match="every method of a seed shares"):
@@ -302,6 +302,32 @@ def test_presets_ship_the_ablations():
               for name, m in sensitivity.items() if name != "kd"}
     assert points == {(0.5, 1.0), (1.0, 1.0), (2.0, 1.0), (4.0, 1.0), (1.0, 0.5), (1.0, 2.0)}
     assert all(m.run is bench.get("kd+l2a").run for name, m in sensitivity.items() if name != "kd")
+
+
+def test_the_paper_presets_distil_from_mpnet_and_paper_rt_resumes_the_committed_mpnet_lines(monkeypatch, tmp_path):
+    """`augrl bench --preset paper-rt` plans exactly the runs whose lines are committed in
+    results/rt-40shot-mpnet (same keys), so it resumes them; --teacher still overrides."""
+    for name in ("datasize", "domains", "kd-objective", "sensitivity", "paper-rt"):
+        assert bench.load_preset(name).teacher == "mpnet"
+    assert bench.load_preset("planted").teacher is None
+    with pytest.raises(ConfigError, match="teacher"):
+        bench.BenchSettings(methods=["kd"], teacher=" ")
+    seen = []
+
+    def capture(settings, cfg, out, **kwargs):
+        seen.append((settings, cfg))
+        raise SystemExit(0)
+
+    monkeypatch.setattr(bench, "run_bench", capture)
+    for extra in ([], ["--teacher", "minilm"]):
+        with pytest.raises(SystemExit):
+            main(["bench", "--preset", "paper-rt", "--out", str(tmp_path / "b"), *extra])
+    (settings, cfg), (_, overridden) = seen
+    assert cfg.teacher == "mpnet" and cfg.student_init == "minilm" and overridden.teacher == "minilm"
+    planned = {run.key for run in bench.plan_runs(settings, cfg)}
+    committed = Path(__file__).resolve().parents[1] / "results" / "rt-40shot-mpnet" / "results.jsonl"
+    keys = {bench.run_key(r) for r in read_jsonl(committed)[0]}
+    assert keys and keys <= planned
 
 
 def test_a_registered_method_reuses_the_seed_pool_and_a_budget_change_reruns_augmented_methods(
