@@ -389,10 +389,18 @@ def signal_markdown(folder: str | Path) -> str:
         share = pool.get("planted", 0) / max(1, pool.get("size", 1))
         out.append(f"| {r.get('task')} | {r.get('seed')} | {share:.2f} | {','.join(pool.get('kinds') or [])} | {hard} "
                    f"| {reward_set.get('val', 'all')} val + {reward_set.get('unlabelled', 0)} unlabelled "
-                   f"| {r.get('reward')} | {r.get('policy')} | {r.get('steps')} | {r.get('mean'):+.5f} "
+                   f"| {_reward_label(r)} | {r.get('policy')} | {r.get('steps')} | {r.get('mean'):+.5f} "
                    f"| {r.get('std'):.5f} | {r.get('t'):+.2f} | {r.get('seconds')} |")
     out.append("")
     return "\n".join(out)
+
+
+def _reward_label(line: dict) -> str:
+    """A reward-signal line's reward; the paired reward with its control (lines written before
+    ``paired_control`` existed used the random one)."""
+    if line.get("reward") != "paired":
+        return str(line.get("reward"))
+    return f"paired ({line.get('paired_control', 'random')} control)"
 
 
 def _fmt0(value: float | None) -> str:

@@ -205,6 +205,7 @@ class WorldConfig(ConfigMixin):
 
 DECISIONS = ("batch", "sample")
 REWARDS = ("paired", "metric", "loss")
+PAIRED_CONTROLS = ("random", "disjoint")
 STUDENT_RESETS = ("episode", "never")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -225,6 +226,13 @@ class EnvConfig(ConfigMixin):
             teacher's predictions), ``metric`` (change of the validation metric after the step,
             as in L2A) or ``loss`` (decrease of the validation loss: cross-entropy to the gold
             labels, MSE for regression). See :class:`~augrl.envs.AugmentKDEnv`.
+        paired_control: the paired reward's control subset, of the kept set's size:
+            ``random`` (any rows of the batch) or ``disjoint`` (the dropped rows first, so the
+            control shares as few rows with the kept set as its size allows: when half the
+            batch is kept, the control is exactly the dropped half). Under a random policy
+            both controls are uniform subsets of the batch, so the reward's mean stays 0;
+            ``disjoint`` contrasts the kept rows with the rows the policy rejected instead of
+            with a mix of both.
         student_reset: ``episode`` (every reset restores a student and its optimiser: a
             warm-start snapshot, or the initial student without snapshots) or ``never`` (the
             student keeps learning across episodes).
@@ -255,6 +263,7 @@ class EnvConfig(ConfigMixin):
     batch_size: int = 32
     decision: str = "batch"
     reward: str = "paired"
+    paired_control: str = "random"
     student_reset: str = "episode"
     snapshot_steps: tuple = (0, 10, 25, 50, 100)
     episode_length: int | None = None
@@ -268,8 +277,8 @@ class EnvConfig(ConfigMixin):
     val_batch_size: int = 32
 
     def __post_init__(self) -> None:
-        for name, allowed in (("decision", DECISIONS), ("reward", REWARDS), ("student_reset", STUDENT_RESETS),
-                              ("precision", PRECISIONS)):
+        for name, allowed in (("decision", DECISIONS), ("reward", REWARDS), ("paired_control", PAIRED_CONTROLS),
+                              ("student_reset", STUDENT_RESETS), ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         if int(self.batch_size) < 1:

@@ -442,7 +442,7 @@ class AugmentKDEnv(gym.Env):
         before = self._val
         if self.config.reward == "paired":
             state, rng = self.distiller.training_state(), self._rng_state.clone()
-            control = np.sort(self.np_random.choice(self.B, size=n_kept, replace=False))
+            control = self._control_positions(keep, n_kept)
             self._step_on(control)
             divergence_control = self._validate(head=False)["val_divergence"]
             self.distiller.load_training_state(state)
@@ -458,6 +458,16 @@ class AugmentKDEnv(gym.Env):
             else:
                 reward = before["val_loss"] - self._val["val_loss"]
         return float(reward), True, terms
+
+    def _control_positions(self, keep: np.ndarray, size: int) -> np.ndarray:
+        """The paired reward's control: ``size`` positions of the batch (``paired_control``)."""
+        if self.config.paired_control == "random":
+            return np.sort(self.np_random.choice(self.B, size=size, replace=False))
+        dropped, kept = np.flatnonzero(~keep.astype(bool)), np.flatnonzero(keep)
+        if size <= len(dropped):
+            return np.sort(self.np_random.choice(dropped, size=size, replace=False))
+        extra = self.np_random.choice(kept, size=size - len(dropped), replace=False)
+        return np.sort(np.concatenate([dropped, extra]))
 
     def _step_on(self, positions: np.ndarray) -> dict:
         """One distiller step on the target rows and the batch's candidates at ``positions``."""

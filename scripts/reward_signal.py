@@ -3,7 +3,8 @@
 On a planted pool (the seed's EDA candidates plus planted bad ones: flipped labels, unrelated
 sentences, shuffled words; :func:`augrl.planted.plant`) an *oracle* policy keeps exactly the
 clean candidates of each batch and an *anti-oracle* keeps exactly the planted ones. For each
-reward (``paired``, the default, and ``metric``, the old accuracy reward) both act for
+reward (``paired``, the default, with each ``--paired-controls`` control, and ``metric``, the
+old accuracy reward) both act for
 ``--steps`` environment steps (episodes of ``--episode-length`` steps from the warm-start
 snapshots) and the script reports each reward's mean, standard deviation and one-sample t
 statistic. The gate: the paired reward of the oracle has mean > 0 with t >= 3 within 100 steps,
@@ -53,6 +54,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--episode-length", type=int, default=10)
     parser.add_argument("--rewards", nargs="+", default=["paired", "metric"])
+    parser.add_argument("--paired-controls", nargs="+", default=["random"], choices=["random", "disjoint"],
+                        help="the paired reward's control subsets to measure (paired_control)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
@@ -77,19 +80,22 @@ def main(argv=None) -> int:
     planted = np.asarray(pool.planted, dtype=bool)
     policies = {"oracle": lambda rows: ~planted[rows], "anti-oracle": lambda rows: planted[rows]}
     lines = []
-    for reward in args.rewards:
-        env = AugmentKDEnv.from_world(world, reward=reward)
+    settings = [(reward, control) for reward in args.rewards
+                for control in (args.paired_controls if reward == "paired" else [None])]
+    for reward, control in settings:
+        env = AugmentKDEnv.from_world(world, reward=reward, **({"paired_control": control} if control else {}))
         for name, fn in policies.items():
             r, seconds = act(env, fn, args.steps, args.seed)
             t = float(r.mean() / (r.std(ddof=1) / np.sqrt(len(r)))) if r.std() > 0 else 0.0
             line = {"command": "reward-signal", "task": args.task, "shots": args.shots, "seed": args.seed,
-                    "reward": reward, "policy": name, "steps": len(r), "mean": float(r.mean()),
+                    "reward": reward, **({"paired_control": control} if control else {}), "policy": name, "steps": len(r), "mean": float(r.mean()),
                     "std": float(r.std(ddof=1)), "t": t, "seconds": round(seconds, 1),
                     "pool": {"size": len(pool), "planted": int(planted.sum()), "kinds": sorted(set(pool.planted_kind) - {""})},
                     "config": cfg.to_dict(), "world_timings": world.timings, "reward_set": world.reward_set, "teacher_val": info.get("val"),
                     **provenance()}
             lines.append(line)
-            print(f"{reward:>7} {name:>12}: mean {line['mean']:+.5f}  std {line['std']:.5f}  t {t:+.2f}  "
+            label = reward if control is None else f"{reward} ({control})"
+            print(f"{label:>18} {name:>12}: mean {line['mean']:+.5f}  std {line['std']:.5f}  t {t:+.2f}  "
                   f"({len(r)} steps, {seconds:.0f} s)", flush=True)
             if args.out:
                 out = Path(args.out)

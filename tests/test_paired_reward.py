@@ -57,6 +57,27 @@ def test_keeping_flipped_rows_has_negative_expected_reward(flipped_world):
     assert bad.mean() < good.mean()
 
 
+def test_a_disjoint_control_is_the_dropped_rows_first_and_sharpens_the_contrast(flipped_world):
+    """``paired_control="disjoint"``: with half the batch kept the control is exactly the dropped
+    half; with more kept, every dropped row plus kept ones; keeping the flipped rows then pays
+    more negatively on average than against a random control."""
+    world, flipped = flipped_world
+    env = AugmentKDEnv.from_world(world, paired_control="disjoint")
+    env.reset(seed=0)
+    half = np.arange(16) % 2 == 0
+    assert np.array_equal(env._control_positions(half, 8), np.flatnonzero(~half))
+    most = np.arange(16) < 12
+    control = env._control_positions(most, 12)
+    assert len(control) == 12 and set(np.flatnonzero(~most)) <= set(control) and len(set(control)) == 12
+    assert np.array_equal(env._control_positions(np.zeros(16, bool), 0), np.array([], dtype=int))
+    with pytest.raises(ConfigError, match="paired_control"):
+        AugmentKDEnv.from_world(world, paired_control="nope")
+    bad_disjoint = _rewards(env, lambda rows: flipped[rows])
+    bad_random = _rewards(AugmentKDEnv(world=world), lambda rows: flipped[rows])
+    assert bad_disjoint.mean() / (bad_disjoint.std(ddof=1) / np.sqrt(len(bad_disjoint))) < -3
+    assert bad_disjoint.mean() < bad_random.mean()
+
+
 def test_paired_reward_is_zero_when_kept_equals_control(flipped_world):
     world, _ = flipped_world
     env = AugmentKDEnv(world=world)
@@ -123,3 +144,15 @@ def test_unlabelled_target_texts_join_the_reward_set(flipped_world, toy_tasks):
     with pytest.raises(ConfigError, match=r"keeps \d+ unlabelled target texts; use reward_unlabelled <="):
         build_world(world.config.replace(reward_unlabelled=100_000), data=world.data, teacher=world.teacher,
                     pool=world.pool)
+
+
+def test_the_report_rebuilds_the_reward_signal_table_with_each_control(tmp_path):
+    from augrl.report import signal_markdown
+    from augrl.results import append_jsonl
+
+    base = {"command": "reward-signal", "task": "rt", "seed": 5, "steps": 100, "mean": 0.001, "std": 0.01,
+            "t": 1.0, "seconds": 9, "pool": {"size": 10, "planted": 3, "kinds": ["flip"]}, "config": {}}
+    for extra in ({"reward": "paired"}, {"reward": "paired", "paired_control": "disjoint"}, {"reward": "metric"}):
+        append_jsonl(tmp_path / "results.jsonl", {**base, "policy": "oracle", **extra})
+    rows = [line for line in signal_markdown(tmp_path).splitlines() if line.startswith("| rt")]
+    assert [row.split(" | ")[6] for row in rows] == ["paired (random control)", "paired (disjoint control)", "metric"]
