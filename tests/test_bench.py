@@ -264,7 +264,7 @@ def test_unknown_methods_and_bad_settings_are_clear_errors_before_anything_runs(
     assert main(["bench", "--methods", "kd+eda", "--aug-param", "eda.nope=1", "--out", str(out)]) == 2
     assert "has no setting(s) ['nope']" in capsys.readouterr().err
     assert main(["bench", "--preset", "nope", "--out", str(out)]) == 2
-    assert "unknown preset 'nope'; available: budgeted, datasize, demo, domains, kd-objective, paper-rt, planted, planted-hard, sensitivity" in capsys.readouterr().err
+    assert "unknown preset 'nope'; available: budgeted, datasize, demo, domains, kd-objective, paper-rt, planted, planted-hard, planted-heavy, sensitivity" in capsys.readouterr().err
     assert main(["bench", "--methods", "kd"]) == 2 and "--out" in capsys.readouterr().err
     assert not out.exists()
     with pytest.raises(ConfigError, match="every method of a seed shares"):
@@ -279,6 +279,9 @@ def test_presets_ship_the_ablations():
         set(bench.preset_names())
     planted = bench.load_preset("planted").resolve_methods()
     assert all(m.options["pool"] == {"planted": 0.3} for name, m in planted.items() if name != "kd")
+    heavy = bench.load_preset("planted-heavy").resolve_methods()
+    assert all(m.options["pool"]["planted"] == 0.75 and m.config["objective"]["hard_ce"] == 4
+               for name, m in heavy.items() if name != "kd") and heavy["kd"].config["objective"]["hard_ce"] == 4
     assert planted["all"].options["budget"] == 1.0 and planted["kd+oracle"].options["budget"] is None
     budgeted = bench.load_preset("budgeted").resolve_methods()
     assert all(m.options["pool"]["budgeted"] == 3000 for name, m in budgeted.items() if name != "kd")
