@@ -75,6 +75,40 @@ def plot_policy_curves(episodes: list[dict], metric: str, path: str | Path, titl
     return save_figure(fig, path, title)
 
 
+def plot_detection_curves(curves: dict[str, list[list[dict]]], path: str | Path, title: str = "",
+                          gate: tuple[int, float] | None = (500, 0.90)) -> Path:
+    """Detection AUC of learned selectors against environment steps, saved as PNG: one thin line
+    per seed and the mean over seeds (at the steps every seed reached) per method.
+
+    Args:
+        curves: method label -> one curve per seed, ``[{"env_steps", "detection_auc"}, ...]``
+            (``policy_training.detection_curve`` of the result records).
+        gate: ``(steps, auc)`` drawn as a marker of issue 17's detection gate; None: none.
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for label, per_seed in curves.items():
+        per_seed = [c for c in per_seed if c]
+        if not per_seed:
+            continue
+        color = None
+        for curve in per_seed:
+            line, = ax.plot([p["env_steps"] for p in curve], [p["detection_auc"] for p in curve], linewidth=0.6,
+                            alpha=0.35, color=color)
+            color = line.get_color()
+        n = min(len(c) for c in per_seed)
+        steps = [per_seed[0][i]["env_steps"] for i in range(n)]
+        mean = [sum(c[i]["detection_auc"] for c in per_seed) / len(per_seed) for i in range(n)]
+        ax.plot(steps, mean, color=color, linewidth=2, marker=".", label=f"{label} ({len(per_seed)} seeds)")
+    ax.axhline(0.5, color="tab:gray", linestyle=":", linewidth=1)
+    if gate is not None:
+        ax.axvline(gate[0], color="tab:red", linestyle="--", linewidth=1)
+        ax.axhline(gate[1], color="tab:red", linestyle="--", linewidth=1, label=f"gate: AUC {gate[1]} by {gate[0]} steps")
+    ax.set(xlabel="environment steps", ylabel="detection AUC of the planted candidates", ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return save_figure(fig, path, title)
+
+
 def plot_bench_bars(rows, metrics: list[str], path: str | Path, title: str = "", mark: str = "†",
                     alpha: float = 0.05) -> Path:
     """A benchmark table as grouped bars: one group per method, one bar per metric, ± std.

@@ -17,6 +17,7 @@ candidates (``all``) and a random subset of the policy's size (``random``).
 
 from __future__ import annotations
 
+import copy
 import sys
 import time
 from dataclasses import dataclass
@@ -111,15 +112,17 @@ def make_agent(algo: str, env, cfg: PolicyConfig, seed: int, tensorboard: str | 
     return agent
 
 
-def _callback(total: int, progress: bool):
+def _callback(total: int, progress: bool, checkpoints: bool = False):
     from stable_baselines3.common.callbacks import BaseCallback
 
     class EpisodeLog(BaseCallback):
-        """Per-episode return, final validation metric and kept fraction; a progress bar."""
+        """Per-episode return, final validation metric and kept fraction; a progress bar; with
+        ``checkpoints``, the policy's weights at every episode's end (``(env_steps, state)``)."""
 
         def __init__(self) -> None:
             super().__init__()
             self.episodes: list[dict] = []
+            self.checkpoints: list[tuple[int, dict]] = []
             self._return = 0.0
             self.bar = tqdm(total=total, desc="policy", unit="step", disable=not progress, file=sys.stderr,
                             leave=False)
@@ -133,6 +136,8 @@ def _callback(total: int, progress: bool):
                        "val_metric": info["val_metric"], "kept_fraction": info["kept_total"] / max(1, info["candidates_seen"]),
                        "env_steps": self.num_timesteps}
                 self.episodes.append(row)
+                if checkpoints:
+                    self.checkpoints.append((self.num_timesteps, copy.deepcopy(self.model.policy.state_dict())))
                 for k in ("return", "val_metric", "kept_fraction"):
                     self.logger.record(f"augrl/episode_{k}", row[k])
                 self.bar.set_postfix(ret=f"{row['return']:+.3f}", val=f"{row['val_metric']:.3f}")
@@ -168,17 +173,30 @@ def policy_scores(agent, observations: np.ndarray, decision: str, batch_size: in
     return out
 
 
-def select_by_policy(agent, world, decision: str, budget: float, seed: int) -> tuple[list[int], np.ndarray]:
-    """The final selection of a trained policy: the top ``budget`` fraction of the pool by
-    :func:`policy_scores`, averaged over the student's warm-start states
-    (:meth:`augrl.envs.AugmentKDEnv.pool_observations`). Returns the kept indices and the scores."""
+def pool_views(world, decision: str, seed: int) -> list[np.ndarray]:
+    """The pool's (N, F) observation rows at each warm-start state of the student (the current
+    student without snapshots): what a trained policy's final selection scores."""
     from augrl.envs import AugmentKDEnv
-    from augrl.selection.rankers import budget_size, top_k
 
     env = AugmentKDEnv.from_world(world, decision=decision)
     env.reset(seed=seed)
-    steps = [s for s, _ in world.snapshots()] or [None]
-    scores = np.mean([policy_scores(agent, env.pool_observations(snapshot=s), decision, env.B) for s in steps], axis=0)
+    return [env.pool_observations(snapshot=s) for s in ([s for s, _ in world.snapshots()] or [None])]
+
+
+def views_scores(agent, views: list[np.ndarray], decision: str, batch_size: int) -> np.ndarray:
+    """(N,) :func:`policy_scores` averaged over the pool's ``views``."""
+    return np.mean([policy_scores(agent, obs, decision, batch_size) for obs in views], axis=0)
+
+
+def select_by_policy(agent, world, decision: str, budget: float, seed: int,
+                     views: list[np.ndarray] | None = None) -> tuple[list[int], np.ndarray]:
+    """The final selection of a trained policy: the top ``budget`` fraction of the pool by
+    :func:`policy_scores`, averaged over the student's warm-start states (:func:`pool_views`,
+    or the ``views`` given). Returns the kept indices and the scores."""
+    from augrl.selection.rankers import budget_size, top_k
+
+    views = pool_views(world, decision, seed) if views is None else views
+    scores = views_scores(agent, views, decision, world.config.batch_size)
     return top_k(scores, budget_size(len(scores), budget), seed), scores
 
 
@@ -209,13 +227,15 @@ def evaluate_selection(world, kept: list[int], cfg: PolicyConfig, seed: int, pro
     return out
 
 
-def learn_policy(world, cfg: PolicyConfig, seed: int, run_dir: Path | None = None, progress: bool = True):
+def learn_policy(world, cfg: PolicyConfig, seed: int, run_dir: Path | None = None, progress: bool = True,
+                 checkpoints: bool = False):
     """Train ``cfg.algo`` on an env of ``world`` for ``cfg.episodes`` episodes (capped by
     ``cfg.max_steps``); TensorBoard logs go to ``run_dir/tensorboard``.
 
     Returns:
         ``(agent, log, seconds)``: the SB3 agent, the episode log (``log.episodes``: return,
-        validation metric and kept fraction per episode) and the training wall time.
+        validation metric and kept fraction per episode; with ``checkpoints``, ``log.checkpoints``:
+        the policy's weights at every episode's end) and the training wall time.
     """
     from stable_baselines3.common.monitor import Monitor
 
@@ -229,7 +249,7 @@ def learn_policy(world, cfg: PolicyConfig, seed: int, run_dir: Path | None = Non
         total = min(total, cfg.max_steps)
     agent = make_agent(cfg.algo, env, cfg, seed, tensorboard=str(run_dir / "tensorboard") if run_dir else None,
                        total=total)
-    log = _callback(total, progress)
+    log = _callback(total, progress, checkpoints)
     t = time.perf_counter()
     agent.learn(total_timesteps=total, callback=log, tb_log_name=cfg.algo)
     return agent, log, time.perf_counter() - t
@@ -292,15 +312,27 @@ def _bench_policy(ctx):
     pool by the policy's keep probability. A control student on a random subset of the same size
     is trained too; its test metrics are recorded under ``random_same_size`` and its time is not
     charged to the row."""
-    from augrl.selection.rows import detection, selection_budget, selection_world
+    from augrl.selection.rows import detection, detection_curve, selection_budget, selection_world
 
     cfg = ctx.options_config(PolicyConfig)
     pool = ctx.selection_pool()
     budget = selection_budget(ctx, pool)
+    decision = ALGOS[cfg.algo]
+    planted = getattr(pool, "planted", None)
     with stage("selection"):
-        world = selection_world(ctx, pool, budget, decision=ALGOS[cfg.algo])
-        agent, log, seconds = learn_policy(world, cfg, ctx.cfg.seed, progress=ctx.progress)
-        kept, scores = select_by_policy(agent, world, ALGOS[cfg.algo], budget, seed=ctx.cfg.seed)
+        world = selection_world(ctx, pool, budget, decision=decision)
+        agent, log, seconds = learn_policy(world, cfg, ctx.cfg.seed, progress=ctx.progress,
+                                           checkpoints=planted is not None and bool(planted.any()))
+        views = pool_views(world, decision, ctx.cfg.seed)
+        kept, scores = select_by_policy(agent, world, decision, budget, seed=ctx.cfg.seed, views=views)
+        final = copy.deepcopy(agent.policy.state_dict())
+
+        def scores_at(state) -> np.ndarray:
+            agent.policy.load_state_dict(state)
+            return views_scores(agent, views, decision, world.config.batch_size)
+
+        curve = detection_curve(pool, log.checkpoints, scores_at)
+        agent.policy.load_state_dict(final)
     outcome = ctx.distil(pool, keep=kept)
     start = time.perf_counter()
     control = ctx.distil(pool, keep=random_subset(len(pool), len(kept), ctx.cfg.seed))
@@ -308,7 +340,7 @@ def _bench_policy(ctx):
     outcome.extra.update(selection={"kept": len(kept), "pool": len(pool), "budget": budget,
                                     "kept_fraction": len(kept) / len(pool), **detection(pool, scores, kept)},
                          policy_training={"env_steps": int(agent.num_timesteps), "seconds": round(seconds, 2),
-                                          "episodes": log.episodes},
+                                          "episodes": log.episodes, "detection_curve": curve},
                          random_same_size={"val": control.best_val})
     spec, device = ctx.data.task.spec, ctx.data.device
 

@@ -15,7 +15,8 @@ Writes, for every task and shots value in the file:
   the shots (the L2A paper's Figure 2);
 * when selection rows ran (:mod:`augrl.selection.rows`), a "Selection" section in ``table.md``
   (:func:`selection_markdown`): each row against ``kd+random`` at the same budget, the detection
-  of planted candidates and the learned selectors' env steps, updates and seconds;
+  of planted candidates and the learned selectors' env steps, updates and seconds; learned
+  selectors' detection AUC over training in ``<task>-detection.png``;
 * when records carry stage timings, a "Where the time goes" section (:func:`timings_markdown`):
   mean seconds per run of teacher, pool, teacher outputs, selection, final student, evaluation.
 
@@ -289,11 +290,34 @@ def _mean(values: list) -> float | None:
     return statistics.fmean(values) if values else None
 
 
+#: issue 17's detection gate: AUC >= 0.90 within this many environment steps
+DETECTION_GATE_STEPS = 500
+
+
+def auc_by(curve: list[dict] | None, steps: int) -> float | None:
+    """The detection AUC of a selector's last checkpoint within ``steps`` environment steps
+    (``policy_training.detection_curve``); None without one."""
+    within = [p for p in curve or [] if p["env_steps"] <= steps]
+    return within[-1]["detection_auc"] if within else None
+
+
+def detection_curves(records: list[dict]) -> dict[tuple, dict[str, list[list[dict]]]]:
+    """(task, shots) -> method -> the detection curve of each seed, for the records that have one."""
+    out: dict[tuple, dict[str, list[list[dict]]]] = {}
+    for r in records:
+        curve = (r.get("policy_training") or {}).get("detection_curve")
+        if curve:
+            out.setdefault((r.get("task"), r.get("shots")), {}).setdefault(r.get("method"), []).append(curve)
+    return out
+
+
 def selection_markdown(rows: list[Row], records: list[dict]) -> str:
     """The selection gates (issue #17's layout): for every row of a block that holds selection
     rows, the main test metric, its paired difference from ``kd+random`` (the same budget, the
     same pool) with the p-value, and, from the records, the detection of planted candidates
-    (AUC of the row's scores, share of the planted in the lowest-scored third, planted kept) and
+    (AUC of the row's scores, the AUC a learned selector had reached within
+    :data:`DETECTION_GATE_STEPS` environment steps, share of the planted in the lowest-scored
+    third, planted kept) and
     the cost of learned selectors (env steps, policy updates, seconds per run). Empty when no
     record has a ``selection``."""
     if not any(r.get("selection") for r in records):
@@ -313,8 +337,8 @@ def selection_markdown(rows: list[Row], records: list[dict]) -> str:
         metric = _metrics(block)[0]
         refs = [row for row in block if row.method == SELECTION_REFERENCE]
         lines += [f"## {task}, {shots} shots per class", "",
-                  f"| method | {metric} | Δ vs random | p | kept | detection AUC | lowest third | planted kept "
-                  "| env steps | updates | s/run |", "|---|" + "---|" * 10]
+                  f"| method | {metric} | Δ vs random | p | kept | detection AUC | AUC by {DETECTION_GATE_STEPS} steps "
+                  "| lowest third | planted kept | env steps | updates | s/run |", "|---|" + "---|" * 11]
         for row in block:
             recs = by_row.get((row.task, row.shots, row.method, row.settings), [])
             sel = [r.get("selection") or {} for r in recs]
@@ -325,6 +349,7 @@ def selection_markdown(rows: list[Row], records: list[dict]) -> str:
                 f"| {row.label}", _cell(row, metric), "-" if diff is None else f"{diff:+.4f}",
                 "-" if pval is None else f"{pval:.3f}", _fmt0(_mean([x.get("kept") for x in sel])),
                 _fmt(_mean([x.get("detection_auc") for x in sel])),
+                _fmt(_mean([auc_by(t.get("detection_curve"), DETECTION_GATE_STEPS) for t in training])),
                 _fmt(_mean([x.get("planted_in_lowest_third") for x in sel])),
                 _fmt0(_mean([x.get("planted_kept") for x in sel])),
                 _fmt0(_mean([t.get("env_steps") for t in training])), _fmt0(_mean([t.get("updates") for t in training])),
@@ -551,7 +576,7 @@ def write_report(folder: str | Path, quiet: bool = False) -> dict:
     """
     import sys
 
-    from augrl.plots import plot_bench_bars, plot_metric_vs_shots
+    from augrl.plots import plot_bench_bars, plot_detection_curves, plot_metric_vs_shots
 
     folder = Path(folder)
     signal = signal_markdown(folder) if (folder / "results.jsonl").is_file() else ""
@@ -575,6 +600,10 @@ def write_report(folder: str | Path, quiet: bool = False) -> dict:
             task_rows = [r for r in rows if r.task == task]
             plots.append(str(plot_metric_vs_shots(task_rows, _metrics(task_rows)[0], folder / f"{_slug(task)}-datasize.png",
                                                   f"{task}: test {_metrics(task_rows)[0]} against training shots")))
+    for (task, shots), curves in detection_curves(records).items():
+        name = _slug(task) if len(shots_per_task.get(task, [shots])) == 1 else f"{_slug(task)}-{shots}shots"
+        plots.append(str(plot_detection_curves(curves, folder / f"{name}-detection.png",
+                                               f"{task}, {shots} shots per class: finding the planted candidates")))
     trials, finals = load_search(folder)
     text = markdown(rows, notes) if rows or not trials else ""
     selection = selection_markdown(rows, records)

@@ -46,6 +46,14 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
     assert by["kd+oracle"]["selection"]["planted_kept"] == 0 and by["kd+oracle"]["selection"]["detection_auc"] == 1.0
     assert by["kd+reinforce"]["policy_training"]["updates"] == 2  # --max-steps 2: one episode of 2 steps, an update each
     assert "random_same_size" in by["kd+ppo"]
+    for name in ("kd+reinforce", "kd+ppo"):  # the detection AUC after every training episode
+        curve = by[name]["policy_training"]["detection_curve"]
+        assert curve and all(0.0 <= p["detection_auc"] <= 1.0 for p in curve)
+        assert [p["env_steps"] for p in curve] == sorted({p["env_steps"] for p in curve}) and curve[0]["env_steps"] > 0
+        assert curve[-1]["env_steps"] <= by[name]["policy_training"]["env_steps"]
+    # the last checkpoint is the final policy: its AUC is the row's
+    assert by["kd+reinforce"]["policy_training"]["detection_curve"][-1]["detection_auc"] == \
+        pytest.approx(by["kd+reinforce"]["selection"]["detection_auc"], abs=1e-6)
     # the report's selection table: every row against kd+random, with detection and RL cost
     from augrl.report import write_report
 
@@ -55,6 +63,10 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
     assert set(lines) == set(rows)
     assert " | 1.0000 | " in lines["kd+oracle"] and lines["kd+random"].split(" | ")[2] == "-"
     assert lines["kd+reinforce"].split(" | ")[-3] == "2"  # env steps
+    auc_by_500 = float(lines["kd+reinforce"].split(" | ")[6])
+    assert auc_by_500 == pytest.approx(by["kd+reinforce"]["policy_training"]["detection_curve"][-1]["detection_auc"],
+                                       abs=1e-4) and lines["kd+random"].split(" | ")[6] == "-"
+    assert (tmp_path / "toy-detection.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_oracle_needs_a_planted_pool_and_bad_settings_fail_before_training(toy_tasks, base, tmp_path):

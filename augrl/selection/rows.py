@@ -24,11 +24,15 @@ warm-start snapshot nearest half of its schedule.
 
 On a planted pool every row records how well its scores find the planted candidates:
 ``selection.detection_auc`` (:func:`augrl.metrics.detection_auc`), ``selection.planted_in_lowest_third``
-(:func:`augrl.metrics.planted_in_lowest`) and how many planted candidates it kept.
+(:func:`augrl.metrics.planted_in_lowest`) and how many planted candidates it kept; learned
+selectors (``kd+reinforce`` and the SB3 rows of :mod:`augrl.policies`) also record
+``policy_training.detection_curve``, the AUC of their scores after every training episode
+against the environment steps taken (:func:`detection_curve`).
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 
@@ -111,6 +115,19 @@ def detection(pool, scores: np.ndarray, kept: list[int]) -> dict:
             "planted_kept": int(planted[kept].sum()), "planted": int(planted.sum())}
 
 
+def detection_curve(pool, checkpoints: list[tuple[int, object]], scores_at) -> list[dict]:
+    """Detection AUC of a learned selector over its training: for each ``(env_steps, state)``
+    checkpoint, the AUC of ``scores_at(state)`` ((N,) pool scores of the selector in that
+    state) against the planted flags. Empty for a pool without planted rows."""
+    from augrl.metrics import detection_auc
+
+    planted = getattr(pool, "planted", None)
+    if planted is None or not planted.any() or planted.all():
+        return []
+    return [{"env_steps": int(steps), "detection_auc": round(float(detection_auc(scores_at(state), planted)), 6)}
+            for steps, state in checkpoints]
+
+
 def finish(ctx, pool, kept: list[int], scores: np.ndarray, budget: float, seconds: float, **extra):
     """Distil on target + kept and record the selection (sizes, detection, selector time)."""
     outcome = ctx.distil(pool, keep=kept)
@@ -169,15 +186,25 @@ def _reinforce_row(ctx):
         episodes = int(ctx.method.options.get("episodes", 30))
         if ctx.max_steps is not None:
             episodes = min(episodes, max(1, ctx.max_steps // env.steps_per_episode))
-        history = selector.learn(env, episodes, seed=ctx.cfg.seed * 10_000)
+        checkpoints: list[tuple[int, dict]] = []  # the scoring network after every episode
+        history = selector.learn(env, episodes, seed=ctx.cfg.seed * 10_000, callback=lambda _stats: checkpoints.append(
+            ((len(checkpoints) + 1) * env.steps_per_episode, copy.deepcopy(selector.policy.state_dict()))))
         env.reset(seed=ctx.cfg.seed)
         views = [env.pool_observations(snapshot=s) for s, _ in world.snapshots()] or [env.pool_observations()]
         scores = selector.pool_scores(views)
         kept = selector.select(views)
     seconds = time.perf_counter() - start
+    final = copy.deepcopy(selector.policy.state_dict())
+
+    def scores_at(state) -> np.ndarray:
+        selector.policy.load_state_dict(state)
+        return selector.pool_scores(views)
+
+    curve = detection_curve(pool, checkpoints, scores_at)
+    selector.policy.load_state_dict(final)
     return finish(ctx, pool, kept, scores, budget, seconds,
                   policy_training={"env_steps": episodes * env.steps_per_episode, "updates": selector.updates,
-                                   "seconds": round(seconds, 2), "episodes": history})
+                                   "seconds": round(seconds, 2), "episodes": history, "detection_curve": curve})
 
 
 RANKER_ROWS = {
