@@ -105,7 +105,7 @@ def plot_detection_curves(curves: dict[str, list[list[dict]]], path: str | Path,
         ax.axhline(gate[1], color="tab:red", linestyle="--", linewidth=1, label=f"gate: AUC {gate[1]} by {gate[0]} steps")
     ax.set(xlabel="environment steps", ylabel="detection AUC of the planted candidates", ylim=(0, 1.02))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="lower right")  # loc="best" searches every point of every curve
     return save_figure(fig, path, title)
 
 
