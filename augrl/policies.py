@@ -325,14 +325,8 @@ def _bench_policy(ctx):
                                            checkpoints=planted is not None and bool(planted.any()))
         views = pool_views(world, decision, ctx.cfg.seed)
         kept, scores = select_by_policy(agent, world, decision, budget, seed=ctx.cfg.seed, views=views)
-        final = copy.deepcopy(agent.policy.state_dict())
-
-        def scores_at(state) -> np.ndarray:
-            agent.policy.load_state_dict(state)
-            return views_scores(agent, views, decision, world.config.batch_size)
-
-        curve = detection_curve(pool, log.checkpoints, scores_at)
-        agent.policy.load_state_dict(final)
+        curve = detection_curve(pool, log.checkpoints, agent.policy,
+                                lambda: views_scores(agent, views, decision, world.config.batch_size))
     outcome = ctx.distil(pool, keep=kept)
     start = time.perf_counter()
     control = ctx.distil(pool, keep=random_subset(len(pool), len(kept), ctx.cfg.seed))

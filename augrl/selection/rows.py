@@ -115,17 +115,25 @@ def detection(pool, scores: np.ndarray, kept: list[int]) -> dict:
             "planted_kept": int(planted[kept].sum()), "planted": int(planted.sum())}
 
 
-def detection_curve(pool, checkpoints: list[tuple[int, object]], scores_at) -> list[dict]:
+def detection_curve(pool, checkpoints: list[tuple[int, dict]], module, score) -> list[dict]:
     """Detection AUC of a learned selector over its training: for each ``(env_steps, state)``
-    checkpoint, the AUC of ``scores_at(state)`` ((N,) pool scores of the selector in that
-    state) against the planted flags. Empty for a pool without planted rows."""
+    checkpoint, ``module`` (the selector's network) is loaded with ``state`` and the AUC of
+    ``score()`` ((N,) pool scores) against the planted flags is taken; the module's own
+    weights are restored after. Empty for a pool without planted rows."""
     from augrl.metrics import detection_auc
 
     planted = getattr(pool, "planted", None)
     if planted is None or not planted.any() or planted.all():
         return []
-    return [{"env_steps": int(steps), "detection_auc": round(float(detection_auc(scores_at(state), planted)), 6)}
-            for steps, state in checkpoints]
+    final = copy.deepcopy(module.state_dict())
+    curve = []
+    try:
+        for steps, state in checkpoints:
+            module.load_state_dict(state)
+            curve.append({"env_steps": int(steps), "detection_auc": round(float(detection_auc(score(), planted)), 6)})
+    finally:
+        module.load_state_dict(final)
+    return curve
 
 
 def finish(ctx, pool, kept: list[int], scores: np.ndarray, budget: float, seconds: float, **extra):
@@ -194,14 +202,7 @@ def _reinforce_row(ctx):
         scores = selector.pool_scores(views)
         kept = selector.select(views)
     seconds = time.perf_counter() - start
-    final = copy.deepcopy(selector.policy.state_dict())
-
-    def scores_at(state) -> np.ndarray:
-        selector.policy.load_state_dict(state)
-        return selector.pool_scores(views)
-
-    curve = detection_curve(pool, checkpoints, scores_at)
-    selector.policy.load_state_dict(final)
+    curve = detection_curve(pool, checkpoints, selector.policy, lambda: selector.pool_scores(views))
     return finish(ctx, pool, kept, scores, budget, seconds,
                   policy_training={"env_steps": episodes * env.steps_per_episode, "updates": selector.updates,
                                    "seconds": round(seconds, 2), "episodes": history, "detection_curve": curve})
