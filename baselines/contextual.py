@@ -9,8 +9,8 @@ non-alphabetic tokens are never sampled). nlpaug's defaults: p = 0.3, 1..10 word
 Unlike nlpaug, which runs one forward pass per masked position and computes the vocabulary
 logits at every token, the variants of a whole batch of inputs (n per input) are predicted
 together: one forward pass per ``forward_batch`` masked sequences (sorted by length), with the
-LM head evaluated only at the masked positions and over the words that may be sampled. All masks of a sequence are predicted at once,
-independently of each other.
+LM head evaluated only at the masked positions and over the words that may be sampled. All
+masks of a sequence are predicted at once, independently of each other.
 
 Words are whitespace tokens. Text beyond the model's maximum length is kept unchanged (the MLM
 sees the first ``max_length`` word pieces, pairs trimmed longest side first); words that the
@@ -323,8 +323,8 @@ class ContextualAugmenter(Augmenter):
             # logprob renormalised over the top k are the same for logits shifted by a constant
             logits = mlm.masked_logits(ids.to(mlm.device), attention.to(mlm.device), pos, types.to(mlm.device),
                                        vocabulary=vocabulary).float()
-            exclude = index_of[torch.tensor([max(e, 0) for row in batch for e in row.exclude], device=mlm.device)]
-            exclude[torch.tensor([e < 0 for row in batch for e in row.exclude], device=mlm.device)] = -1
+            original = torch.tensor([e for row in batch for e in row.exclude], device=mlm.device)
+            exclude = torch.where(original >= 0, index_of[original.clamp(min=0)], -1)  # its sampleable index
             has = exclude >= 0
             if bool(has.any()):
                 logits[has.nonzero(as_tuple=True)[0], exclude[has]] = float("-inf")
