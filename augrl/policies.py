@@ -312,17 +312,16 @@ def _bench_policy(ctx):
     pool by the policy's keep probability. A control student on a random subset of the same size
     is trained too; its test metrics are recorded under ``random_same_size`` and its time is not
     charged to the row."""
-    from augrl.selection.rows import detection, detection_curve, selection_budget, selection_world
+    from augrl.selection.rows import detection, detection_curve, planted_flags, selection_budget, selection_world
 
     cfg = ctx.options_config(PolicyConfig)
     pool = ctx.selection_pool()
     budget = selection_budget(ctx, pool)
     decision = ALGOS[cfg.algo]
-    planted = getattr(pool, "planted", None)
     with stage("selection"):
         world = selection_world(ctx, pool, budget, decision=decision)
         agent, log, seconds = learn_policy(world, cfg, ctx.cfg.seed, progress=ctx.progress,
-                                           checkpoints=planted is not None and bool(planted.any()))
+                                           checkpoints=planted_flags(pool) is not None)
         views = pool_views(world, decision, ctx.cfg.seed)
         kept, scores = select_by_policy(agent, world, decision, budget, seed=ctx.cfg.seed, views=views)
         curve = detection_curve(pool, log.checkpoints, agent.policy,

@@ -83,12 +83,13 @@ def main(argv=None) -> int:
     settings = [(reward, control) for reward in args.rewards
                 for control in (args.paired_controls if reward == "paired" else [None])]
     for reward, control in settings:
-        env = AugmentKDEnv.from_world(world, reward=reward, **({"paired_control": control} if control else {}))
+        changes = {"reward": reward, **({"paired_control": control} if control else {})}
+        env = AugmentKDEnv.from_world(world, **changes)
         for name, fn in policies.items():
             r, seconds = act(env, fn, args.steps, args.seed)
             t = float(r.mean() / (r.std(ddof=1) / np.sqrt(len(r)))) if r.std() > 0 else 0.0
             line = {"command": "reward-signal", "task": args.task, "shots": args.shots, "seed": args.seed,
-                    "reward": reward, **({"paired_control": control} if control else {}), "policy": name, "steps": len(r), "mean": float(r.mean()),
+                    **changes, "policy": name, "steps": len(r), "mean": float(r.mean()),
                     "std": float(r.std(ddof=1)), "t": t, "seconds": round(seconds, 1),
                     "pool": {"size": len(pool), "planted": int(planted.sum()), "kinds": sorted(set(pool.planted_kind) - {""})},
                     "config": cfg.to_dict(), "world_timings": world.timings, "reward_set": world.reward_set, "teacher_val": info.get("val"),

@@ -80,8 +80,8 @@ def run_rco(ctx: DistillContext) -> MethodResult:
                   f"val_{ctx.spec.metric}": fit_result.best_val[ctx.spec.metric]})
 
     def step(batch: dict) -> dict:
-        stage = stage_of(distiller.steps, total, len(caches))
-        return {**distiller.step(batch, caches[stage]), "anchor": float(stage)}
+        anchor = stage_of(distiller.steps, total, len(caches))
+        return {**distiller.step(batch, caches[anchor]), "anchor": float(anchor)}
 
     with stage("student"):
         result = train_loop(student, step, total, ctx.data.train, ctx.data.val, ctx.spec, cfg.student_train, ctx.device,

@@ -104,12 +104,21 @@ def warm_student(world):
     return student.eval()
 
 
+def planted_flags(pool) -> np.ndarray | None:
+    """The pool's planted flags (N,) when detection can be measured on it: some rows planted,
+    not all; else None."""
+    planted = getattr(pool, "planted", None)
+    if planted is None or not planted.any() or planted.all():
+        return None
+    return planted
+
+
 def detection(pool, scores: np.ndarray, kept: list[int]) -> dict:
     """How a row's keep-scores find a planted pool's planted rows (empty for a clean pool)."""
     from augrl.metrics import detection_auc, planted_in_lowest
 
-    planted = getattr(pool, "planted", None)
-    if planted is None or not planted.any() or planted.all():
+    planted = planted_flags(pool)
+    if planted is None:
         return {}
     return {"detection_auc": detection_auc(scores, planted), "planted_in_lowest_third": planted_in_lowest(scores, planted),
             "planted_kept": int(planted[kept].sum()), "planted": int(planted.sum())}
@@ -122,8 +131,8 @@ def detection_curve(pool, checkpoints: list[tuple[int, dict]], module, score) ->
     weights are restored after. Empty for a pool without planted rows."""
     from augrl.metrics import detection_auc
 
-    planted = getattr(pool, "planted", None)
-    if planted is None or not planted.any() or planted.all():
+    planted = planted_flags(pool)
+    if planted is None:
         return []
     final = copy.deepcopy(module.state_dict())
     curve = []
