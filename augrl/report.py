@@ -403,9 +403,11 @@ def signal_markdown(folder: str | Path) -> str:
     out = ["# Reward signal", "",
            "Per-step rewards of a policy that keeps exactly the clean candidates of each batch (oracle) and one "
            "that keeps exactly the planted ones (anti-oracle); t: one-sample t statistic of the mean. The gate: "
-           "the paired reward's oracle mean > 0 with t >= 3 within 100 steps, the anti-oracle's < 0.", "",
-           "| task | seed | planted | kinds | hard weight | reward set | reward | policy | steps | mean | std | t | s |",
-           "|---|" + "---|" * 12]
+           "the paired reward's oracle mean > 0 with t >= 3 within 100 steps, the anti-oracle's < 0. Episode "
+           "return: the sum of an episode's rewards (whole episodes only), with its t over episodes.", "",
+           "| task | seed | planted | kinds | hard weight | reward set | reward | policy | steps | mean | std | t "
+           "| episode length | episode return (t, episodes) | s |",
+           "|---|" + "---|" * 14]
     for r in lines_in:
         cfg = r.get("config") or {}
         hard = (cfg.get("objective") or {"hard_ce": 1.0}).get("hard_ce", 0.0)  # None: the default dark + hard
@@ -415,9 +417,18 @@ def signal_markdown(folder: str | Path) -> str:
         out.append(f"| {r.get('task')} | {r.get('seed')} | {share:.2f} | {','.join(pool.get('kinds') or [])} | {hard} "
                    f"| {reward_set.get('val', 'all')} val + {reward_set.get('unlabelled', 0)} unlabelled "
                    f"| {_reward_label(r)} | {r.get('policy')} | {r.get('steps')} | {r.get('mean'):+.5f} "
-                   f"| {r.get('std'):.5f} | {r.get('t'):+.2f} | {r.get('seconds')} |")
+                   f"| {r.get('std'):.5f} | {r.get('t'):+.2f} | {(r.get('config') or {}).get('episode_length') or '-'} "
+                   f"| {_episode_return(r)} | {r.get('seconds')} |")
     out.append("")
     return "\n".join(out)
+
+
+def _episode_return(line: dict) -> str:
+    """A reward-signal line's mean episode return with its t and the number of episodes ("-" for
+    lines written before episode returns were recorded)."""
+    if line.get("return_mean") is None:
+        return "-"
+    return f"{line['return_mean']:+.5f} (t {line.get('return_t', 0.0):+.2f}, {line.get('episodes')})"
 
 
 def _reward_label(line: dict) -> str:

@@ -205,7 +205,7 @@ class WorldConfig(ConfigMixin):
 
 DECISIONS = ("batch", "sample")
 REWARDS = ("paired", "metric", "loss")
-PAIRED_CONTROLS = ("random", "disjoint")
+PAIRED_CONTROLS = ("random", "disjoint", "trajectory")
 STUDENT_RESETS = ("episode", "never")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -232,7 +232,10 @@ class EnvConfig(ConfigMixin):
             batch is kept, the control is exactly the dropped half). Under a random policy
             both controls are uniform subsets of the batch, so the reward's mean stays 0;
             ``disjoint`` contrasts the kept rows with the rows the policy rejected instead of
-            with a mix of both.
+            with a mix of both. ``trajectory``: a control student that starts each episode from
+            the same snapshot and keeps random subsets of the kept sets' sizes all episode; the
+            reward is the step's change of the gap between the two students' divergences (an
+            episode's return: how much lower the kept trajectory ends than the random one).
         student_reset: ``episode`` (every reset restores a student and its optimiser: a
             warm-start snapshot, or the initial student without snapshots) or ``never`` (the
             student keeps learning across episodes).

@@ -19,6 +19,13 @@ One episode is one pass over the candidate pool D' (Algorithm 1 of L2A), in batc
     logits cached) than the random step did; the episode continues from the kept step. General
     progress, the target rows and dropout cancel; what is left is the value of the choice.
     Keeping all or none of a batch gives exactly 0 (the control is the same set).
+    With ``paired_control="trajectory"`` the control is a second student that starts each
+    episode from the same snapshot and follows its own random subsets (of the kept sets'
+    sizes, on the same batches, target rows and dropout draws) all episode; the reward is the
+    step's change of the gap between the two students' divergences, so an episode's return is
+    how much lower the kept trajectory ends than the random one. One step of one candidate
+    choice is worth about 1e-4 of divergence, but a consistent choice compounds over an
+    episode (see the README, "Learned selection").
   - ``metric``: the change of the student's validation metric after the step (accuracy or
     Pearson, as in L2A); it telescopes: an episode's return is the final validation metric minus
     the initial one. At few-shot scale it is mostly noise (see the README, "The environment").
@@ -64,6 +71,7 @@ import torch
 from gymnasium import spaces
 
 from augrl import models
+from augrl.kd import Distiller
 from augrl.metrics import compute_metrics
 from augrl.runtime import native_bf16
 
@@ -146,6 +154,9 @@ class AugmentKDEnv(gym.Env):
         self._hard_weight = float(objective.get("hard_ce", 0.0))
         self._soft_weight = float(sum(w for k, w in objective.items() if k != "hard_ce")) or 1.0
         self._head_grad: torch.Tensor | None = None
+        # paired_control="trajectory": the control student and its distiller, and the current gap
+        self._control: tuple[torch.nn.Module, Distiller] | None = None
+        self._gap = 0.0
         self.start_step = 0
         self._rng_state: torch.Tensor | None = None
         self._cuda_rng_state: torch.Tensor | None = None
@@ -190,6 +201,13 @@ class AugmentKDEnv(gym.Env):
                                      f"world has {steps} (snapshot_steps)")
                 self.start_step, state = snapshots[index]
                 self.distiller.load_training_state(state)
+        if self.config.reward == "paired" and self.config.paired_control == "trajectory":
+            if self._control is None:
+                student = self.world.new_student()
+                with self._private_rng():
+                    self._control = (student, self.world.new_distiller(student))
+            self._control[1].load_training_state(self.distiller.training_state())
+            self._gap = 0.0
         self._order = self._episode_order()
         self._batch = 0
         self._decisions = []
@@ -396,23 +414,25 @@ class AugmentKDEnv(gym.Env):
         return store[key]
 
     @torch.no_grad()
-    def _student_view(self, batch: dict, fp32: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The student's eval-mode logits (B, C) on ``batch`` and what its classification head
-        reads (B, H), or None for a student without a linear ``classifier``; ``fp32``: without
-        the env's bf16 autocast."""
-        head = getattr(self.student, "classifier", None)
+    def _student_view(self, batch: dict, fp32: bool = False,
+                      student: torch.nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The student's (default: the episode's) eval-mode logits (B, C) on ``batch`` and what
+        its classification head reads (B, H), or None for a student without a linear
+        ``classifier``; ``fp32``: without the env's bf16 autocast."""
+        student = self.student if student is None else student
+        head = getattr(student, "classifier", None)
         seen: list[torch.Tensor] = []
         hook = head.register_forward_pre_hook(lambda _m, args: seen.append(args[0].detach())) \
             if isinstance(head, torch.nn.Linear) else None
-        was_training = self.student.training
-        self.student.eval()
+        was_training = student.training
+        student.eval()
         try:
             with contextlib.nullcontext() if fp32 else self._autocast():
-                logits = self.student(**models.model_inputs(self.student, batch)).logits.float().cpu()
+                logits = student(**models.model_inputs(student, batch)).logits.float().cpu()
         finally:
             if hook is not None:
                 hook.remove()
-            self.student.train(was_training)
+            student.train(was_training)
         return logits, (seen[0].float().cpu() if seen else None)
 
     def _current_obs(self) -> np.ndarray:
@@ -440,7 +460,17 @@ class AugmentKDEnv(gym.Env):
         if n_kept + n_target == 0:
             return 0.0, False, {}
         before = self._val
-        if self.config.reward == "paired":
+        if self.config.reward == "paired" and self.config.paired_control == "trajectory":
+            student, distiller = self._control
+            rng = self._rng_state.clone()
+            self._step_on(self._control_positions(keep, n_kept), distiller)
+            divergence_control = self._validate(head=False, student=student)["val_divergence"]
+            self._rng_state = rng
+            terms = self._step_on(positions)
+            self._val = self._validate()
+            gap = divergence_control - self._val["val_divergence"]
+            reward, self._gap = gap - self._gap, gap
+        elif self.config.reward == "paired":
             state, rng = self.distiller.training_state(), self._rng_state.clone()
             control = self._control_positions(keep, n_kept)
             self._step_on(control)
@@ -461,7 +491,7 @@ class AugmentKDEnv(gym.Env):
 
     def _control_positions(self, keep: np.ndarray, size: int) -> np.ndarray:
         """The paired reward's control: ``size`` positions of the batch (``paired_control``)."""
-        if self.config.paired_control == "random":
+        if self.config.paired_control in ("random", "trajectory"):
             return np.sort(self.np_random.choice(self.B, size=size, replace=False))
         dropped, kept = np.flatnonzero(~keep.astype(bool)), np.flatnonzero(keep)
         if size <= len(dropped):
@@ -469,8 +499,9 @@ class AugmentKDEnv(gym.Env):
         extra = self.np_random.choice(kept, size=size - len(dropped), replace=False)
         return np.sort(np.concatenate([dropped, extra]))
 
-    def _step_on(self, positions: np.ndarray) -> dict:
-        """One distiller step on the target rows and the batch's candidates at ``positions``."""
+    def _step_on(self, positions: np.ndarray, distiller: Distiller | None = None) -> dict:
+        """One step of ``distiller`` (default: the episode's) on the target rows and the batch's
+        candidates at ``positions``."""
         parts = []
         if len(self._target_rows):
             parts.append((self.world.encoded.batch(self._target_rows, self.device), None))
@@ -478,20 +509,22 @@ class AugmentKDEnv(gym.Env):
             rows = self._rows[torch.as_tensor(positions, dtype=torch.long)]
             parts.append((self.world.encoded.batch(rows, self.device), None))
         with self._private_rng(), self._autocast():
-            return self.distiller.step_parts(parts, self.world.cache)
+            return (distiller or self.distiller).step_parts(parts, self.world.cache)
 
     @torch.no_grad()
-    def _validate(self, head: bool = True) -> dict:
-        """The student's metric, loss, divergence from the teacher and agreement with it on the
-        reward's validation set (eval mode, fp32 for the paired reward); with ``head``, also the
-        validation gradient at the classification head that the ``head_influence`` feature reads."""
+    def _validate(self, head: bool = True, student: torch.nn.Module | None = None) -> dict:
+        """The student's (default: the episode's; else ``student``) metric, loss, divergence from
+        the teacher and agreement with it on the reward's validation set (eval mode, fp32 for the
+        paired reward); with ``head``, also the validation gradient at the classification head
+        that the ``head_influence`` feature reads."""
         val = self.world.val
         order = sorted(range(len(val)), key=lambda i: len(val.input_ids[i]))
         logits, inputs = torch.empty(len(val), self.world.num_labels), []
         bs = self.config.val_batch_size
         for start in range(0, len(order), bs):
             idx = order[start:start + bs]
-            out, h = self._student_view(val.batch(idx, self.device), fp32=self.config.reward == "paired")
+            out, h = self._student_view(val.batch(idx, self.device), fp32=self.config.reward == "paired",
+                                        student=student)
             logits[torch.tensor(idx)] = out
             inputs.append((idx, h))
         labels = val.labels
@@ -515,7 +548,7 @@ class AugmentKDEnv(gym.Env):
         if extra is not None and self.config.reward == "paired":
             # the teacher-labelled unlabelled texts join the divergence (weighted by their count)
             extra_logits = torch.cat([self._student_view(extra.batch(list(range(i, min(i + bs, len(extra)))),
-                                                                     self.device), fp32=True)[0]
+                                                                     self.device), fp32=True, student=student)[0]
                                       for i in range(0, len(extra), bs)])
             extra_divergence = self._divergence(extra_logits, self.world.reward_extra_teacher_logits)
             divergence = (divergence * len(val) + extra_divergence * len(extra)) / (len(val) + len(extra))

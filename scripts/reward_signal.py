@@ -27,17 +27,26 @@ from pathlib import Path
 import numpy as np
 
 
-def act(env, keep_fn, steps: int, seed: int) -> tuple[np.ndarray, float]:
-    """Rewards of ``steps`` steps of a policy ``keep_fn(pool rows) -> bool mask``, and seconds."""
-    rewards, episode, start = [], 0, time.perf_counter()
+def act(env, keep_fn, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Rewards of ``steps`` steps of a policy ``keep_fn(pool rows) -> bool mask``, the episode
+    each came from, and seconds."""
+    rewards, episodes, episode, start = [], [], 0, time.perf_counter()
     while len(rewards) < steps:
         env.reset(seed=seed * 10_000 + episode)
-        episode += 1
         done = False
         while not done and len(rewards) < steps:
             _, r, done, _, _ = env.step(keep_fn(env.batch_rows).astype(np.int8))
             rewards.append(r)
-    return np.asarray(rewards), time.perf_counter() - start
+            episodes.append(episode)
+        episode += 1
+    return np.asarray(rewards), np.asarray(episodes), time.perf_counter() - start
+
+
+def t_statistic(values: np.ndarray) -> float:
+    """One-sample t statistic of the mean (0 when there is no spread)."""
+    if len(values) < 2 or values.std() == 0:
+        return 0.0
+    return float(values.mean() / (values.std(ddof=1) / np.sqrt(len(values))))
 
 
 def main(argv=None) -> int:
@@ -54,7 +63,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--episode-length", type=int, default=10)
     parser.add_argument("--rewards", nargs="+", default=["paired", "metric"])
-    parser.add_argument("--paired-controls", nargs="+", default=["random"], choices=["random", "disjoint"],
+    parser.add_argument("--paired-controls", nargs="+", default=["random"], choices=["random", "disjoint", "trajectory"],
                         help="the paired reward's control subsets to measure (paired_control)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
@@ -86,18 +95,24 @@ def main(argv=None) -> int:
         changes = {"reward": reward, **({"paired_control": control} if control else {})}
         env = AugmentKDEnv.from_world(world, **changes)
         for name, fn in policies.items():
-            r, seconds = act(env, fn, args.steps, args.seed)
-            t = float(r.mean() / (r.std(ddof=1) / np.sqrt(len(r)))) if r.std() > 0 else 0.0
+            r, episode, seconds = act(env, fn, args.steps, args.seed)
+            t = t_statistic(r)
+            # whole episodes only: a trajectory control's rewards telescope within an episode
+            complete = [e for e in np.unique(episode) if (episode == e).sum() == env.steps_per_episode]
+            returns = np.asarray([r[episode == e].sum() for e in complete])
             line = {"command": "reward-signal", "task": args.task, "shots": args.shots, "seed": args.seed,
                     **changes, "policy": name, "steps": len(r), "mean": float(r.mean()),
-                    "std": float(r.std(ddof=1)), "t": t, "seconds": round(seconds, 1),
+                    "std": float(r.std(ddof=1)), "t": t, "episode_length": env.steps_per_episode,
+                    "episodes": len(returns), "return_mean": float(returns.mean()) if len(returns) else None,
+                    "return_t": t_statistic(returns), "seconds": round(seconds, 1),
                     "pool": {"size": len(pool), "planted": int(planted.sum()), "kinds": sorted(set(pool.planted_kind) - {""})},
                     "config": cfg.to_dict(), "world_timings": world.timings, "reward_set": world.reward_set, "teacher_val": info.get("val"),
                     **provenance()}
             lines.append(line)
             label = reward if control is None else f"{reward} ({control})"
             print(f"{label:>18} {name:>12}: mean {line['mean']:+.5f}  std {line['std']:.5f}  t {t:+.2f}  "
-                  f"({len(r)} steps, {seconds:.0f} s)", flush=True)
+                  f"episode return t {line['return_t']:+.2f} over {len(returns)}  ({len(r)} steps, {seconds:.0f} s)",
+                  flush=True)
             if args.out:
                 out = Path(args.out)
                 out.mkdir(parents=True, exist_ok=True)

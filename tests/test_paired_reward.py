@@ -78,6 +78,44 @@ def test_a_disjoint_control_is_the_dropped_rows_first_and_sharpens_the_contrast(
     assert bad_disjoint.mean() < bad_random.mean()
 
 
+def test_a_trajectory_control_follows_its_own_random_student_all_episode(flipped_world):
+    """``paired_control="trajectory"``: a control student starts from the episode's snapshot and
+    keeps random subsets of the kept sets' sizes; each reward is the step's change of the gap
+    between the two divergences, so an episode's return is the final gap. Keeping all or none
+    pays exactly 0, the kept student is the one a plain paired env trains, and keeping the
+    flipped rows pays a negative return."""
+    world, flipped = flipped_world
+    env = AugmentKDEnv.from_world(world, paired_control="trajectory")
+    env.reset(seed=0)
+    for action in (np.ones(16, dtype=np.int8), np.zeros(16, dtype=np.int8)):
+        _, r, _, _, _ = env.step(action)
+        assert r == pytest.approx(0.0, abs=1e-7)
+    env.reset(seed=1)
+    plain = AugmentKDEnv(world=world)
+    plain.reset(seed=1)
+    total, done = 0.0, False
+    while not done:
+        action = flipped[env.batch_rows].astype(np.int8)
+        _, r, done, _, info = env.step(action)
+        plain.step(action)
+        total += r
+    control = env._validate(head=False, student=env._control[0])["val_divergence"]
+    assert total == pytest.approx(control - info["val_divergence"], abs=1e-6)
+    a, b = env.student.state_dict(), plain.student.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert not all(torch.equal(a[k], env._control[0].state_dict()[k]) for k in a)
+    returns = []
+    for e in range(12):
+        env.reset(seed=100 + e)
+        total, done = 0.0, False
+        while not done:
+            _, r, done, _, _ = env.step(flipped[env.batch_rows].astype(np.int8))
+            total += r
+        returns.append(total)
+    returns = np.asarray(returns)
+    assert returns.mean() / (returns.std(ddof=1) / np.sqrt(len(returns))) < -3
+
+
 def test_paired_reward_is_zero_when_kept_equals_control(flipped_world):
     world, _ = flipped_world
     env = AugmentKDEnv(world=world)
@@ -154,5 +192,11 @@ def test_the_report_rebuilds_the_reward_signal_table_with_each_control(tmp_path)
             "t": 1.0, "seconds": 9, "pool": {"size": 10, "planted": 3, "kinds": ["flip"]}, "config": {}}
     for extra in ({"reward": "paired"}, {"reward": "paired", "paired_control": "disjoint"}, {"reward": "metric"}):
         append_jsonl(tmp_path / "results.jsonl", {**base, "policy": "oracle", **extra})
+    append_jsonl(tmp_path / "results.jsonl", {**base, "policy": "oracle", "reward": "paired",
+                                              "paired_control": "trajectory", "config": {"episode_length": 25},
+                                              "episodes": 4, "return_mean": 0.05, "return_t": 3.2})
     rows = [line for line in signal_markdown(tmp_path).splitlines() if line.startswith("| rt")]
-    assert [row.split(" | ")[6] for row in rows] == ["paired (random control)", "paired (disjoint control)", "metric"]
+    assert [row.split(" | ")[6] for row in rows] == ["paired (random control)", "paired (disjoint control)", "metric",
+                                                     "paired (trajectory control)"]
+    assert all(row.split(" | ")[13] == "-" for row in rows[:3])  # lines from before episode returns
+    assert rows[3].split(" | ")[12:14] == ["25", "+0.05000 (t +3.20, 4)"]
