@@ -217,7 +217,9 @@ def derive(name: str, base: str | BenchMethod, *, description: str | None = None
            augmenter: str | None = None, augmenter_params: dict | None = None, options: dict | None = None,
            register_it: bool = True) -> BenchMethod:
     """A method like ``base`` with other settings: ``config`` entries are merged into the
-    base's, ``augmenter`` replaces it, ``augmenter_params`` and ``options`` are merged.
+    base's, ``augmenter`` replaces it, ``augmenter_params`` and ``options`` are merged, one level
+    deep: a nested option such as ``options["env"]`` replaces the base's whole (``kd+reinforce``'s
+    ``{"episode_length": 10}`` is gone unless the new ``env`` repeats it).
 
     With ``register_it`` (default) the method is registered under ``name``; presets build
     unregistered ones (``register_it=False``) that live only for their bench.
