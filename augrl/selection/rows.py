@@ -34,9 +34,11 @@ from __future__ import annotations
 
 import copy
 import json
+import sys
 import time
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from augrl.runtime import stage
 
@@ -204,8 +206,17 @@ def _reinforce_row(ctx):
         if ctx.max_steps is not None:
             episodes = min(episodes, max(1, ctx.max_steps // env.steps_per_episode))
         checkpoints: list[tuple[int, dict]] = []  # the scoring network after every episode
-        history = selector.learn(env, episodes, seed=ctx.cfg.seed * 10_000, callback=lambda _stats: checkpoints.append(
-            ((len(checkpoints) + 1) * env.steps_per_episode, copy.deepcopy(selector.policy.state_dict()))))
+        bar = tqdm(total=episodes, desc="selector episodes", unit="ep", disable=not ctx.progress, file=sys.stderr,
+                   leave=False)
+
+        def after_episode(stats: dict) -> None:
+            checkpoints.append(((len(checkpoints) + 1) * env.steps_per_episode,
+                                copy.deepcopy(selector.policy.state_dict())))
+            bar.update(1)
+            bar.set_postfix(ret=f"{stats['return']:+.4f}", updates=selector.updates)
+
+        history = selector.learn(env, episodes, seed=ctx.cfg.seed * 10_000, callback=after_episode)
+        bar.close()
         env.reset(seed=ctx.cfg.seed)
         views = [env.pool_observations(snapshot=s) for s, _ in world.snapshots()] or [env.pool_observations()]
         scores = selector.pool_scores(views)
