@@ -15,6 +15,8 @@ as ``kd+<augmenter>`` distils on all of them:
                       al. 2018), at a warm-start student, all trainable parameters
 ``kd+reinforce``      the REINFORCE selector (:mod:`augrl.selection.reinforce`) trained in
                       ``augrl/AugmentKD-v0`` on the paired reward, then its top-scored share
+``kd+reinforce-       the same selector on the paired reward with a trajectory control
+trajectory``          (``paired_control="trajectory"``) and return-to-go (``gamma = 1``)
 ====================  =========================================================================
 
 ``options.budget``: the kept share of the pool; None: ``1 - planted`` for a planted pool (the
@@ -250,3 +252,8 @@ def register_methods() -> None:
     methods.register("kd+reinforce", _reinforce_row, augmenter="eda",
                      options={**common, "episodes": 30, "selector": {}, "env": {"episode_length": 10}},
                      description="the REINFORCE selector trained on the paired reward, then its top-scored share")
+    methods.register("kd+reinforce-trajectory", _reinforce_row, augmenter="eda",
+                     options={**common, "episodes": 30, "selector": {"gamma": 1.0},
+                              "env": {"episode_length": 10, "paired_control": "trajectory"}},
+                     description="the REINFORCE selector on the paired reward with a trajectory control "
+                                 "(return-to-go), then its top-scored share")
