@@ -50,6 +50,8 @@ def t_statistic(values: np.ndarray) -> float:
 
 
 def main(argv=None) -> int:
+    from augrl.sections import PAIRED_CONTROLS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="rt")
     parser.add_argument("--shots", type=int, default=40)
@@ -63,7 +65,7 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--episode-length", type=int, default=10)
     parser.add_argument("--rewards", nargs="+", default=["paired", "metric"])
-    parser.add_argument("--paired-controls", nargs="+", default=["random"], choices=["random", "disjoint", "trajectory"],
+    parser.add_argument("--paired-controls", nargs="+", default=["random"], choices=list(PAIRED_CONTROLS),
                         help="the paired reward's control subsets to measure (paired_control)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
