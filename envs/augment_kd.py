@@ -106,7 +106,8 @@ class AugmentKDEnv(gym.Env):
     reward set: validation plus ``reward_unlabelled`` texts) and ``val_teacher_agreement`` (the
     student's, on the reward's validation set), ``loss_terms`` (the KD terms of the last step),
     ``batch`` (steps taken this episode), ``start_step`` (the warm-start snapshot the episode
-    began from) and, at the end of an episode, ``episode_kept_indices`` (pool indices kept).
+    began from), ``control_positions`` (paired reward: the batch positions the control step
+    trained on, for learners that credit the kept set against it) and, at the end of an episode, ``episode_kept_indices`` (pool indices kept).
     """
 
     metadata = {"render_modes": []}
@@ -156,6 +157,7 @@ class AugmentKDEnv(gym.Env):
         self._head_grad: torch.Tensor | None = None
         # paired_control="trajectory": the control student and its distiller, and the current gap
         self._control: tuple[torch.nn.Module, Distiller] | None = None
+        self._last_control: np.ndarray | None = None  # the last paired step's control positions (info)
         self._gap = 0.0
         self.start_step = 0
         self._rng_state: torch.Tensor | None = None
@@ -250,6 +252,8 @@ class AugmentKDEnv(gym.Env):
             obs = self._current_obs()
         info = self._info(updated=updated, kept=int(keep.sum()), terms=terms)
         info["decided_rows"] = decided
+        if self._last_control is not None:
+            info["control_positions"] = self._last_control.tolist()
         if terminated:
             info["episode_kept_indices"] = list(self._episode["kept"])
         return obs, float(reward), terminated, False, info
@@ -457,13 +461,15 @@ class AugmentKDEnv(gym.Env):
         """
         positions = np.flatnonzero(keep)
         n_kept, n_target = len(positions), len(self._target_rows)
+        self._last_control = None
         if n_kept + n_target == 0:
             return 0.0, False, {}
         before = self._val
         if self.config.reward == "paired" and self.config.paired_control == "trajectory":
             student, distiller = self._control
             rng = self._rng_state.clone()
-            self._step_on(self._control_positions(keep, n_kept), distiller)
+            self._last_control = self._control_positions(keep, n_kept)
+            self._step_on(self._last_control, distiller)
             divergence_control = self._validate(head=False, student=student)["val_divergence"]
             self._rng_state = rng
             terms = self._step_on(positions)
@@ -472,7 +478,7 @@ class AugmentKDEnv(gym.Env):
             reward, self._gap = gap - self._gap, gap
         elif self.config.reward == "paired":
             state, rng = self.distiller.training_state(), self._rng_state.clone()
-            control = self._control_positions(keep, n_kept)
+            control = self._last_control = self._control_positions(keep, n_kept)
             self._step_on(control)
             divergence_control = self._validate(head=False)["val_divergence"]
             self.distiller.load_training_state(state)

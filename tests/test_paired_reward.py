@@ -200,3 +200,18 @@ def test_the_report_rebuilds_the_reward_signal_table_with_each_control(tmp_path)
                                                      "paired (trajectory control)"]
     assert all(row.split(" | ")[13] == "-" for row in rows[:3])  # lines from before episode returns
     assert rows[3].split(" | ")[12:14] == ["25", "+0.05000 (t +3.20, 4)"]
+
+
+def test_the_thompson_selector_learns_to_drop_the_flipped_rows(flipped_world):
+    """On the trajectory control's reward, the linear Thompson selector's pool scores rank the
+    flipped (planted-bad) candidates below the clean ones."""
+    from augrl.metrics import detection_auc
+    from augrl.selection.thompson import ThompsonConfig, ThompsonSelector
+
+    world, flipped = flipped_world
+    env = AugmentKDEnv.from_world(world, paired_control="trajectory")
+    selector = ThompsonSelector.for_env(env, ThompsonConfig(budget=0.5, seed=0))
+    selector.learn(env, episodes=15, seed=0)
+    scores = selector.pool_scores(env.pool_observations(snapshot=20), batch_size=16)
+    # the AUC of the scores for the clean rows (higher = kept); random scores give 0.5
+    assert detection_auc(scores, flipped) > 0.75

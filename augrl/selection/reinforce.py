@@ -26,7 +26,8 @@ minus a moving-average baseline ``b``, divided by a moving-average scale ``sigma
 wait for the episode's end), for rewards that are not per-step counterfactuals.
 
 Like a stable-baselines3 agent it has ``predict(obs, deterministic)``, ``learn(...)``,
-``save(path)`` and ``load(path)``.
+``save(path)`` and ``load(path)``; acting and the final selection come from
+:class:`~augrl.selection.budgeted.BudgetedSelector`.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from torch import nn
 from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
 
-from .rankers import budget_size
+from .budgeted import BudgetedSelector
 
 
 @dataclass
@@ -101,7 +102,7 @@ def plackett_luce_logprob(scores: torch.Tensor, order: torch.Tensor) -> torch.Te
     return (scores[order] - torch.logsumexp(remaining, -1)).sum()
 
 
-class ReinforceSelector:
+class ReinforceSelector(BudgetedSelector):
     """REINFORCE keep/drop selector with a fixed budget (module docstring).
 
     Args:
@@ -123,47 +124,6 @@ class ReinforceSelector:
     @classmethod
     def for_env(cls, env, config: SelectorConfig | None = None) -> "ReinforceSelector":
         return cls(env.observation_space.shape[-1], config)
-
-    # ------------------------------------------------------------------ acting
-
-    def _states(self, obs) -> torch.Tensor:
-        x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
-        if x.dim() == 1:
-            x = x[None]
-        if x.shape[-1] != self.num_features:
-            raise ConfigError(f"the selector takes {self.num_features} features per candidate, got {x.shape[-1]}")
-        return x
-
-    def scores(self, obs) -> np.ndarray:
-        """(B,) the score of each candidate of a (B, F) observation."""
-        with torch.no_grad():
-            return self.policy(self._states(obs)).numpy()
-
-    def keep_probs(self, obs) -> np.ndarray:
-        """(B,) each candidate's marginal probability of being kept under the budget, estimated
-        from 64 Gumbel-top-k draws (deterministic given the selector's seed)."""
-        s = self.scores(obs)
-        k = budget_size(len(s), self.config.budget)
-        rng = np.random.default_rng([self.config.seed, 5])
-        draws = s[None] + rng.gumbel(size=(64, len(s)))
-        kept = np.zeros(len(s))
-        for row in draws:
-            kept[np.argsort(-row, kind="stable")[:k]] += 1
-        return kept / len(draws)
-
-    def _choose(self, s: np.ndarray, deterministic: bool) -> np.ndarray:
-        """Indices of the kept candidates, in draw order."""
-        k = budget_size(len(s), self.config.budget)
-        noisy = s if deterministic else s + self.rng.gumbel(size=len(s))
-        return np.argsort(-noisy, kind="stable")[:k]
-
-    def predict(self, obs, state=None, episode_start=None, deterministic: bool = False):
-        """SB3-style ``(action, None)``: a 0/1 vector keeping the budget's share of the batch
-        (the top scores if ``deterministic``, else a Gumbel-top-k draw)."""
-        s = self.scores(obs)
-        action = np.zeros(len(s), dtype=np.int64)
-        action[self._choose(s, deterministic)] = 1
-        return (action if np.asarray(obs).ndim == 2 else int(action[0])), None
 
     # ------------------------------------------------------------------ learning
 
@@ -231,36 +191,6 @@ class ReinforceSelector:
         self.updates += 1
         self.last_loss = float(loss.detach())
         return {"policy_loss": self.last_loss, "baseline": self.baseline}
-
-    def learn(self, env, episodes: int, seed: int = 0, callback=None) -> list[dict]:
-        """Train for ``episodes`` episodes (episode e uses reset seed ``seed + e``);
-        ``callback(stats)`` after each. Returns the per-episode stats (without rewards lists)."""
-        history = []
-        for e in range(int(episodes)):
-            stats = self.run_episode(env, seed=seed + e, learn=True)
-            if callback is not None:
-                callback(stats)
-            history.append({k: v for k, v in stats.items() if k not in ("rewards", "info", "scores", "keep_probs")})
-        return history
-
-    def pool_scores(self, pool_observations, batch_size: int = 32) -> np.ndarray:
-        """(N,) scores of every candidate of a pool: ``pool_observations`` is an (N, F) array or
-        a list of them (the pool seen at several student states,
-        :meth:`augrl.envs.AugmentKDEnv.pool_observations`), whose scores are averaged; each is
-        scored in consecutive batches of ``batch_size``, whose mean is the context, as in training."""
-        views = pool_observations if isinstance(pool_observations, (list, tuple)) else [pool_observations]
-        per_view = []
-        for obs in views:
-            obs = np.asarray(obs, dtype=np.float32)
-            per_view.append(np.concatenate([self.scores(obs[i:i + batch_size]) for i in range(0, len(obs), batch_size)]))
-        return np.mean(per_view, axis=0)
-
-    def select(self, pool_observations, budget: float | None = None, batch_size: int = 32) -> list[int]:
-        """The final selection: the top ``budget`` fraction (default the config's) of all the
-        pool's candidates by :meth:`pool_scores`, never a threshold on a probability."""
-        scores = self.pool_scores(pool_observations, batch_size)
-        k = budget_size(len(scores), self.config.budget if budget is None else budget)
-        return sorted(np.argsort(-scores, kind="stable")[:k].tolist())
 
     # ------------------------------------------------------------------ saving
 

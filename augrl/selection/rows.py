@@ -17,6 +17,9 @@ as ``kd+<augmenter>`` distils on all of them:
                       ``augrl/AugmentKD-v0`` on the paired reward, then its top-scored share
 ``kd+reinforce-       the same selector on the paired reward with a trajectory control
 trajectory``          (``paired_control="trajectory"``) and return-to-go (``gamma = 1``)
+``kd+thompson``       a linear Thompson-sampling selector (:mod:`augrl.selection.thompson`) fit
+                      to the same reward: the running gap regressed on the running
+                      kept-minus-control feature contrast
 ====================  =========================================================================
 
 ``options.budget``: the kept share of the pool; None: ``1 - planted`` for a planted pool (the
@@ -27,7 +30,7 @@ warm-start snapshot nearest half of its schedule.
 On a planted pool every row records how well its scores find the planted candidates:
 ``selection.detection_auc`` (:func:`augrl.metrics.detection_auc`), ``selection.planted_in_lowest_third``
 (:func:`augrl.metrics.planted_in_lowest`) and how many planted candidates it kept; learned
-selectors (``kd+reinforce`` and the SB3 rows of :mod:`augrl.policies`) also record
+selectors (``kd+reinforce``, ``kd+thompson`` and the SB3 rows of :mod:`augrl.policies`) also record
 ``policy_training.detection_curve``, the AUC of their scores after every training episode
 against the environment steps taken (:func:`detection_curve`).
 """
@@ -191,19 +194,33 @@ def _oracle_row(ctx):
     return finish(ctx, pool, kept, scores, budget, 0.0)
 
 
-def _reinforce_row(ctx):
-    """The REINFORCE selector trained for ``options.episodes`` episodes of the env over the pool."""
+#: ``options.learner`` of a learned-selector row -> (selector class, its config class), by import path
+LEARNERS = {"reinforce": ("augrl.selection.reinforce", "ReinforceSelector", "SelectorConfig"),
+            "thompson": ("augrl.selection.thompson", "ThompsonSelector", "ThompsonConfig")}
+
+
+def _learned_row(ctx):
+    """A learned selector (``options.learner``, :data:`LEARNERS`) trained for ``options.episodes``
+    episodes of the env over the pool, then its top-scored share."""
+    import importlib
+
     from augrl.envs import AugmentKDEnv
-    from augrl.selection.reinforce import ReinforceSelector, SelectorConfig
+    from augrl.errors import ConfigError
 
     pool = ctx.selection_pool()
     budget = selection_budget(ctx, pool)
+    learner = ctx.method.options.get("learner", "reinforce")
+    if learner not in LEARNERS:
+        raise ConfigError(f"method {ctx.method.name!r}: options.learner must be one of {sorted(LEARNERS)}, got {learner!r}")
+    module, selector_class, config_class = LEARNERS[learner]
+    module = importlib.import_module(module)
     start = time.perf_counter()
     with stage("selection"):
         world = selection_world(ctx, pool, budget)
         env = AugmentKDEnv(world=world)
         settings = {"seed": ctx.cfg.seed, **(ctx.method.options.get("selector") or {}), "budget": budget}
-        selector = ReinforceSelector.for_env(env, SelectorConfig.from_dict(settings, source=f"method {ctx.method.name}"))
+        config = getattr(module, config_class).from_dict(settings, source=f"method {ctx.method.name}")
+        selector = getattr(module, selector_class).for_env(env, config)
         episodes = int(ctx.method.options.get("episodes", 30))
         if ctx.max_steps is not None:
             episodes = min(episodes, max(1, ctx.max_steps // env.steps_per_episode))
@@ -249,11 +266,17 @@ def register_methods() -> None:
                          options={**common, "ranker": ranker, "ranker_params": params})
     methods.register("kd+oracle", _oracle_row, augmenter="eda", options=dict(common),
                      description="the clean candidates of a planted pool (the planted ones dropped)")
-    methods.register("kd+reinforce", _reinforce_row, augmenter="eda",
+    methods.register("kd+reinforce", _learned_row, augmenter="eda",
                      options={**common, "episodes": 30, "selector": {}, "env": {"episode_length": 10}},
                      description="the REINFORCE selector trained on the paired reward, then its top-scored share")
-    methods.register("kd+reinforce-trajectory", _reinforce_row, augmenter="eda",
+    methods.register("kd+reinforce-trajectory", _learned_row, augmenter="eda",
                      options={**common, "episodes": 30, "selector": {"gamma": 1.0},
                               "env": {"episode_length": 10, "paired_control": "trajectory"}},
                      description="the REINFORCE selector on the paired reward with a trajectory control "
                                  "(return-to-go), then its top-scored share")
+    methods.register("kd+thompson", _learned_row, augmenter="eda",
+                     options={**common, "learner": "thompson", "episodes": 30, "selector": {},
+                              "env": {"episode_length": 10, "paired_control": "trajectory"}},
+                     description="a linear Thompson-sampling selector fit to the paired reward with a trajectory "
+                                 "control (the running gap on the running kept-minus-control contrast), then its "
+                                 "top-scored share")
