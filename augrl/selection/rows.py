@@ -20,6 +20,8 @@ trajectory``          (``paired_control="trajectory"``) and return-to-go (``gamm
 ``kd+thompson``       a linear Thompson-sampling selector (:mod:`augrl.selection.thompson`) fit
                       to the same reward: the running gap regressed on the running
                       kept-minus-control feature contrast
+``kd+rule-search``    successive halving over one-feature keep rules (:mod:`augrl.selection.
+                      rule_search`), each judged by whole episodes of the same reward
 ====================  =========================================================================
 
 ``options.budget``: the kept share of the pool; None: ``1 - planted`` for a planted pool (the
@@ -196,7 +198,8 @@ def _oracle_row(ctx):
 
 #: ``options.learner`` of a learned-selector row -> (selector class, its config class), by import path
 LEARNERS = {"reinforce": ("augrl.selection.reinforce", "ReinforceSelector", "SelectorConfig"),
-            "thompson": ("augrl.selection.thompson", "ThompsonSelector", "ThompsonConfig")}
+            "thompson": ("augrl.selection.thompson", "ThompsonSelector", "ThompsonConfig"),
+            "rule_search": ("augrl.selection.rule_search", "RuleSearchSelector", "RuleSearchConfig")}
 
 
 def _learned_row(ctx):
@@ -244,7 +247,8 @@ def _learned_row(ctx):
     curve = detection_curve(pool, checkpoints, selector.policy, lambda: selector.pool_scores(views))
     return finish(ctx, pool, kept, scores, budget, seconds,
                   policy_training={"env_steps": episodes * env.steps_per_episode, "updates": selector.updates,
-                                   "seconds": round(seconds, 2), "episodes": history, "detection_curve": curve})
+                                   "seconds": round(seconds, 2), "episodes": history, "detection_curve": curve,
+                                   **({"ranking": selector.ranking()} if hasattr(selector, "ranking") else {})})
 
 
 RANKER_ROWS = {
@@ -280,3 +284,8 @@ def register_methods() -> None:
                      description="a linear Thompson-sampling selector fit to the paired reward with a trajectory "
                                  "control (the running gap on the running kept-minus-control contrast), then its "
                                  "top-scored share")
+    methods.register("kd+rule-search", _learned_row, augmenter="eda",
+                     options={**common, "learner": "rule_search", "episodes": 50, "selector": {},
+                              "env": {"episode_length": 10, "paired_control": "trajectory"}},
+                     description="successive halving over one-feature keep rules, each judged by whole episodes "
+                                 "of the paired reward with a trajectory control, then the best rule's top share")
