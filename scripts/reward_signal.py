@@ -7,7 +7,10 @@ reward (``paired``, the default, with each ``--paired-controls`` control, and ``
 old accuracy reward) both act for
 ``--steps`` environment steps (episodes of ``--episode-length`` steps from the warm-start
 snapshots) and the script reports each reward's mean, standard deviation and one-sample t
-statistic. The gate: the paired reward of the oracle has mean > 0 with t >= 3 within 100 steps,
+statistic. ``--policies random`` adds a policy that keeps a random subset of each batch (the
+clean share's size): where any learner starts; every line also regresses the rewards on the
+kept-minus-control clean count (per step, and the running gap on the running count), which says
+whether single choices carry a signal a learner could credit. The gate: the paired reward of the oracle has mean > 0 with t >= 3 within 100 steps,
 and the anti-oracle's is < 0.
 
     AUGRL_DATA=../shared/data python scripts/reward_signal.py --task rt --seed 0 --out results/reward-signal
@@ -27,19 +30,44 @@ from pathlib import Path
 import numpy as np
 
 
-def act(env, keep_fn, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray, float]:
+def act(env, keep_fn, steps: int, seed: int, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
     """Rewards of ``steps`` steps of a policy ``keep_fn(pool rows) -> bool mask``, the episode
-    each came from, and seconds."""
-    rewards, episodes, episode, start = [], [], 0, time.perf_counter()
+    each came from, seconds, and each step's clean contrast: how many more clean candidates
+    (``clean``: (N,) bool over the pool) the kept set held than the paired reward's control
+    subset (NaN without a paired control)."""
+    rewards, episodes, contrasts, episode, start = [], [], [], 0, time.perf_counter()
     while len(rewards) < steps:
         env.reset(seed=seed * 10_000 + episode)
         done = False
         while not done and len(rewards) < steps:
-            _, r, done, _, _ = env.step(keep_fn(env.batch_rows).astype(np.int8))
+            rows = env.batch_rows.copy()
+            keep = keep_fn(rows).astype(np.int8)
+            _, r, done, _, info = env.step(keep)
             rewards.append(r)
             episodes.append(episode)
+            control = info.get("control_positions")
+            contrasts.append(np.nan if control is None else
+                             float(clean[rows[keep.astype(bool)]].sum() - clean[rows[np.asarray(control, dtype=int)]].sum()))
         episode += 1
-    return np.asarray(rewards), np.asarray(episodes), time.perf_counter() - start
+    return np.asarray(rewards), np.asarray(episodes), time.perf_counter() - start, np.asarray(contrasts)
+
+
+def through_origin(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float]:
+    """Least-squares slope of ``y ~ b x`` (no intercept: a zero contrast pays exactly 0) and its t."""
+    if len(x) < 2 or np.isnan(x).any() or not (x @ x) > 0:
+        return None, 0.0
+    b = float(x @ y / (x @ x))
+    residual = y - b * x
+    se = np.sqrt(residual @ residual / (len(y) - 1) / (x @ x))
+    return b, float(b / se) if se > 0 else 0.0
+
+
+def running(values: np.ndarray, episode: np.ndarray) -> np.ndarray:
+    """Within-episode running sums (the trajectory control's gap is the running sum of its rewards)."""
+    out = np.zeros(len(values))
+    for e in np.unique(episode):
+        out[episode == e] = np.cumsum(values[episode == e])
+    return out
 
 
 def t_statistic(values: np.ndarray) -> float:
@@ -67,6 +95,10 @@ def main(argv=None) -> int:
     parser.add_argument("--rewards", nargs="+", default=["paired", "metric"])
     parser.add_argument("--paired-controls", nargs="+", default=["random"], choices=list(PAIRED_CONTROLS),
                         help="the paired reward's control subsets to measure (paired_control)")
+    parser.add_argument("--policies", nargs="+", default=["oracle", "anti-oracle"],
+                        choices=["oracle", "anti-oracle", "random"],
+                        help="random: a random subset of each batch of the clean share's size (the start of any "
+                             "learner); each line also regresses the rewards on the kept-minus-control clean count")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
@@ -89,7 +121,15 @@ def main(argv=None) -> int:
     cfg = cfg.replace(pool_size=len(pool), source_fraction=0.0)
     world = build_world(cfg, progress=True, data=data, teacher=teacher, pool=pool)
     planted = np.asarray(pool.planted, dtype=bool)
-    policies = {"oracle": lambda rows: ~planted[rows], "anti-oracle": lambda rows: planted[rows]}
+    keep_rng = np.random.default_rng([args.seed, 17])
+
+    def random_keep(rows: np.ndarray) -> np.ndarray:
+        keep = np.zeros(len(rows), dtype=bool)
+        keep[keep_rng.permutation(len(rows))[:max(1, round((1 - planted.mean()) * len(rows)))]] = True
+        return keep
+
+    every = {"oracle": lambda rows: ~planted[rows], "anti-oracle": lambda rows: planted[rows], "random": random_keep}
+    policies = {name: every[name] for name in args.policies}
     lines = []
     settings = [(reward, control) for reward in args.rewards
                 for control in (args.paired_controls if reward == "paired" else [None])]
@@ -97,8 +137,10 @@ def main(argv=None) -> int:
         changes = {"reward": reward, **({"paired_control": control} if control else {})}
         env = AugmentKDEnv.from_world(world, **changes)
         for name, fn in policies.items():
-            r, episode, seconds = act(env, fn, args.steps, args.seed)
+            r, episode, seconds, contrast = act(env, fn, args.steps, args.seed, ~planted)
             t = t_statistic(r)
+            slope, slope_t = through_origin(contrast, r)
+            running_slope, running_t = through_origin(running(contrast, episode), running(r, episode))
             # whole episodes only: a trajectory control's rewards telescope within an episode
             complete = [e for e in np.unique(episode) if (episode == e).sum() == env.steps_per_episode]
             returns = np.asarray([r[episode == e].sum() for e in complete])
@@ -107,13 +149,17 @@ def main(argv=None) -> int:
                     "std": float(r.std(ddof=1)), "t": t, "episode_length": env.steps_per_episode,
                     "episodes": len(returns), "return_mean": float(returns.mean()) if len(returns) else None,
                     "return_t": t_statistic(returns), "seconds": round(seconds, 1),
+                    "clean_contrast": {"mean": float(np.nanmean(contrast)) if not np.isnan(contrast).all() else None,
+                                       "slope": slope, "t": slope_t, "running_slope": running_slope,
+                                       "running_t": running_t},
                     "pool": {"size": len(pool), "planted": int(planted.sum()), "kinds": sorted(set(pool.planted_kind) - {""})},
                     "config": cfg.to_dict(), "world_timings": world.timings, "reward_set": world.reward_set, "teacher_val": info.get("val"),
                     **provenance()}
             lines.append(line)
             label = reward if control is None else f"{reward} ({control})"
             print(f"{label:>18} {name:>12}: mean {line['mean']:+.5f}  std {line['std']:.5f}  t {t:+.2f}  "
-                  f"episode return t {line['return_t']:+.2f} over {len(returns)}  ({len(r)} steps, {seconds:.0f} s)",
+                  f"episode return t {line['return_t']:+.2f} over {len(returns)}  reward ~ clean contrast t "
+                  f"{slope_t:+.2f} (running {running_t:+.2f})  ({len(r)} steps, {seconds:.0f} s)",
                   flush=True)
             if args.out:
                 out = Path(args.out)
