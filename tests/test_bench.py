@@ -282,6 +282,7 @@ def test_presets_ship_the_ablations():
     heavy = bench.load_preset("planted-heavy").resolve_methods()
     assert all(m.options["pool"]["planted"] == 0.75 and m.config["objective"]["hard_ce"] == 4
                for name, m in heavy.items() if name != "kd") and heavy["kd"].config["objective"]["hard_ce"] == 4
+    assert heavy["kd+rule-search"].options["learner"] == "rule_search" and heavy["kd+rule-search"].options["episodes"] == 50
     assert planted["all"].options["budget"] == 1.0 and planted["kd+oracle"].options["budget"] is None
     budgeted = bench.load_preset("budgeted").resolve_methods()
     assert all(m.options["pool"]["budgeted"] == 3000 for name, m in budgeted.items() if name != "kd")
