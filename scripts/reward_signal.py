@@ -9,8 +9,10 @@ old accuracy reward) both act for
 snapshots) and the script reports each reward's mean, standard deviation and one-sample t
 statistic. ``--policies random`` adds a policy that keeps a random subset of each batch (the
 clean share's size): where any learner starts; every line also regresses the rewards on the
-kept-minus-control clean count (per step, and the running gap on the running count), which says
-whether single choices carry a signal a learner could credit. The gate: the paired reward of the oracle has mean > 0 with t >= 3 within 100 steps,
+kept-minus-control clean count (per step; the running gap on the running count, whose rows
+within an episode are correlated, so its t overstates; and each whole episode's return on its
+summed count, one independent row per episode), which says whether single choices carry a
+signal a learner could credit. The gate: the paired reward of the oracle has mean > 0 with t >= 3 within 100 steps,
 and the anti-oracle's is < 0.
 
     AUGRL_DATA=../shared/data python scripts/reward_signal.py --task rt --seed 0 --out results/reward-signal
@@ -144,6 +146,8 @@ def main(argv=None) -> int:
             # whole episodes only: a trajectory control's rewards telescope within an episode
             complete = [e for e in np.unique(episode) if (episode == e).sum() == env.steps_per_episode]
             returns = np.asarray([r[episode == e].sum() for e in complete])
+            episode_contrast = np.asarray([contrast[episode == e].sum() for e in complete])
+            episode_slope, episode_t = through_origin(episode_contrast, returns)
             line = {"command": "reward-signal", "task": args.task, "shots": args.shots, "seed": args.seed,
                     **changes, "policy": name, "steps": len(r), "mean": float(r.mean()),
                     "std": float(r.std(ddof=1)), "t": t, "episode_length": env.steps_per_episode,
@@ -151,7 +155,8 @@ def main(argv=None) -> int:
                     "return_t": t_statistic(returns), "seconds": round(seconds, 1),
                     "clean_contrast": {"mean": float(np.nanmean(contrast)) if not np.isnan(contrast).all() else None,
                                        "slope": slope, "t": slope_t, "running_slope": running_slope,
-                                       "running_t": running_t},
+                                       "running_t": running_t, "episode_slope": episode_slope,
+                                       "episode_t": episode_t},
                     "pool": {"size": len(pool), "planted": int(planted.sum()), "kinds": sorted(set(pool.planted_kind) - {""})},
                     "config": cfg.to_dict(), "world_timings": world.timings, "reward_set": world.reward_set, "teacher_val": info.get("val"),
                     **provenance()}
@@ -159,7 +164,7 @@ def main(argv=None) -> int:
             label = reward if control is None else f"{reward} ({control})"
             print(f"{label:>18} {name:>12}: mean {line['mean']:+.5f}  std {line['std']:.5f}  t {t:+.2f}  "
                   f"episode return t {line['return_t']:+.2f} over {len(returns)}  reward ~ clean contrast t "
-                  f"{slope_t:+.2f} (running {running_t:+.2f})  ({len(r)} steps, {seconds:.0f} s)",
+                  f"{slope_t:+.2f} (episode return ~ episode contrast t {episode_t:+.2f})  ({len(r)} steps, {seconds:.0f} s)",
                   flush=True)
             if args.out:
                 out = Path(args.out)
