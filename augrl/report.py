@@ -404,10 +404,12 @@ def signal_markdown(folder: str | Path) -> str:
            "Per-step rewards of a policy that keeps exactly the clean candidates of each batch (oracle) and one "
            "that keeps exactly the planted ones (anti-oracle); t: one-sample t statistic of the mean. The gate: "
            "the paired reward's oracle mean > 0 with t >= 3 within 100 steps, the anti-oracle's < 0. Episode "
-           "return: the sum of an episode's rewards (whole episodes only), with its t over episodes.", "",
+           "return: the sum of an episode's rewards (whole episodes only), with its t over episodes. Credit t: "
+           "the t of the rewards' slope on the kept-minus-control clean count, per step / per whole episode "
+           "(can a learner tell from this policy's rewards which choices paid?).", "",
            "| task | seed | planted | kinds | hard weight | reward set | reward | policy | steps | mean | std | t "
-           "| episode length | episode return (t, episodes) | s |",
-           "|---|" + "---|" * 14]
+           "| episode length | episode return (t, episodes) | credit t (step / episode) | s |",
+           "|---|" + "---|" * 15]
     for r in lines_in:
         cfg = r.get("config") or {}
         hard = (cfg.get("objective") or {"hard_ce": 1.0}).get("hard_ce", 0.0)  # None: the default dark + hard
@@ -418,9 +420,19 @@ def signal_markdown(folder: str | Path) -> str:
                    f"| {reward_set.get('val', 'all')} val + {reward_set.get('unlabelled', 0)} unlabelled "
                    f"| {_reward_label(r)} | {r.get('policy')} | {r.get('steps')} | {r.get('mean'):+.5f} "
                    f"| {r.get('std'):.5f} | {r.get('t'):+.2f} | {(r.get('config') or {}).get('episode_length') or '-'} "
-                   f"| {_episode_return(r)} | {r.get('seconds')} |")
+                   f"| {_episode_return(r)} | {_credit(r)} | {r.get('seconds')} |")
     out.append("")
     return "\n".join(out)
+
+
+def _credit(line: dict) -> str:
+    """A reward-signal line's clean-contrast slope t per step and per episode ("-" for lines
+    written before it was recorded, or without a paired control)."""
+    credit = line.get("clean_contrast") or {}
+    if credit.get("slope") is None:
+        return "-"
+    episode = credit.get("episode_t")
+    return f"{credit.get('t', 0.0):+.2f} / " + ("-" if episode is None else f"{episode:+.2f}")
 
 
 def _episode_return(line: dict) -> str:

@@ -194,12 +194,14 @@ def test_the_report_rebuilds_the_reward_signal_table_with_each_control(tmp_path)
         append_jsonl(tmp_path / "results.jsonl", {**base, "policy": "oracle", **extra})
     append_jsonl(tmp_path / "results.jsonl", {**base, "policy": "oracle", "reward": "paired",
                                               "paired_control": "trajectory", "config": {"episode_length": 25},
-                                              "episodes": 4, "return_mean": 0.05, "return_t": 3.2})
+                                              "episodes": 4, "return_mean": 0.05, "return_t": 3.2,
+                                              "clean_contrast": {"slope": 1e-4, "t": 2.5, "episode_t": -0.5}})
     rows = [line for line in signal_markdown(tmp_path).splitlines() if line.startswith("| rt")]
     assert [row.split(" | ")[6] for row in rows] == ["paired (random control)", "paired (disjoint control)", "metric",
                                                      "paired (trajectory control)"]
     assert all(row.split(" | ")[13] == "-" for row in rows[:3])  # lines from before episode returns
-    assert rows[3].split(" | ")[12:14] == ["25", "+0.05000 (t +3.20, 4)"]
+    assert rows[3].split(" | ")[12:15] == ["25", "+0.05000 (t +3.20, 4)", "+2.50 / -0.50"]
+    assert all(row.split(" | ")[14] == "-" for row in rows[:3])  # lines from before the credit regression
 
 
 def test_the_thompson_selector_learns_to_drop_the_flipped_rows(flipped_world):
