@@ -49,7 +49,7 @@ def test_rule_search_finds_the_best_rule_and_its_sign(weights, rule, sign):
     assert selector.leader() == rule and selector.signs[rule] == sign
     obs, _ = env.reset(seed=5)
     assert np.allclose(selector.scores(obs), sign * obs[:, rule])
-    assert selector.ranking()[0]["rule"] == f"f{rule}" and all(h["kept_fraction"] == 0.25 for h in history)
+    assert selector.ranking()[0]["rule"] == f"f{rule}" and selector.ranking()[0]["leader"] and all(h["kept_fraction"] == 0.25 for h in history)
 
 
 def test_rule_search_respects_the_episode_budget_and_saves(tmp_path):

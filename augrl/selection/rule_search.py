@@ -173,11 +173,15 @@ class RuleSearchSelector(BudgetedSelector):
         return history
 
     def ranking(self) -> list[dict]:
-        """Every rule tried: name, sign, mean signed return, episodes, still in the search."""
-        alive = set(self.alive or [])
+        """Every rule tried: name, sign, mean signed return, episodes, still in the search; the
+        rules still in the search first (the leader, whose scores the selector uses, first of
+        all), then by how far they got (episodes) and their mean return. A rule dropped after
+        one episode can show a larger mean than the leader: round 1 ranks by ``|return|``."""
+        alive, leader = set(self.alive or []), self.leader()
         rows = [{"rule": self.feature_names[j], "sign": self.signs.get(j, 1.0), "mean_return": self._value(j),
-                 "episodes": len(v), "alive": j in alive} for j, v in self.returns.items()]
-        return sorted(rows, key=lambda row: row["mean_return"], reverse=True)
+                 "episodes": len(v), "alive": j in alive, "leader": j == leader} for j, v in self.returns.items()]
+        return sorted(rows, key=lambda row: (row["leader"], row["alive"], row["episodes"], row["mean_return"]),
+                      reverse=True)
 
     # ------------------------------------------------------------------ saving
 
