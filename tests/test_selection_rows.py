@@ -25,9 +25,12 @@ def _define(names, **options):
 
 
 def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, base, tmp_path):
-    rows = ["kd+oracle", "kd+random", "kd+confidence", "kd+kl", "kd+valsim", "kd+influence", "kd+reinforce", "kd+ppo"]
+    rows = ["kd+oracle", "kd+random", "kd+confidence", "kd+kl", "kd+valsim", "kd+influence", "kd+reinforce",
+            "kd+thompson", "kd+rule-search", "kd+ppo"]
     define = _define(rows)
-    define["kd+reinforce"]["options"].update(episodes=2, env={"episode_length": 2, "snapshot_steps": [0, 2]})
+    for name in ("kd+reinforce", "kd+thompson", "kd+rule-search"):
+        define[name]["options"].update(episodes=2, env={"episode_length": 2, "snapshot_steps": [0, 2],
+                                                        **({"paired_control": "trajectory"} if name != "kd+reinforce" else {})})
     define["kd+ppo"]["options"].update(episodes=1, env={"episode_length": 2, "snapshot_steps": [0, 2]})
     settings = bench.BenchSettings(tasks=[str(toy_tasks["single_file"])], methods=rows, seeds=1, shots=[8],
                                    define=define)
@@ -46,7 +49,11 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
     assert by["kd+oracle"]["selection"]["planted_kept"] == 0 and by["kd+oracle"]["selection"]["detection_auc"] == 1.0
     assert by["kd+reinforce"]["policy_training"]["updates"] == 2  # --max-steps 2: one episode of 2 steps, an update each
     assert "random_same_size" in by["kd+ppo"]
-    for name in ("kd+reinforce", "kd+ppo"):  # the detection AUC after every training episode
+    for name in ("kd+thompson", "kd+rule-search"):  # --max-steps 2: one episode of 2 steps
+        training = by[name]["policy_training"]
+        assert training["env_steps"] == 2 * len(training["episodes"]) == 2
+    assert by["kd+rule-search"]["policy_training"]["ranking"][0]["leader"]
+    for name in ("kd+reinforce", "kd+thompson", "kd+rule-search", "kd+ppo"):  # the detection AUC after every training episode
         curve = by[name]["policy_training"]["detection_curve"]
         assert curve and all(0.0 <= p["detection_auc"] <= 1.0 for p in curve)
         assert [p["env_steps"] for p in curve] == sorted({p["env_steps"] for p in curve}) and curve[0]["env_steps"] > 0

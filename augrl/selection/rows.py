@@ -246,7 +246,8 @@ def _learned_row(ctx):
     seconds = time.perf_counter() - start
     curve = detection_curve(pool, checkpoints, selector.policy, lambda: selector.pool_scores(views))
     return finish(ctx, pool, kept, scores, budget, seconds,
-                  policy_training={"env_steps": episodes * env.steps_per_episode, "updates": selector.updates,
+                  # the episodes actually played: a search may stop before its cap
+                  policy_training={"env_steps": len(history) * env.steps_per_episode, "updates": selector.updates,
                                    "seconds": round(seconds, 2), "episodes": history, "detection_curve": curve,
                                    **({"ranking": selector.ranking()} if hasattr(selector, "ranking") else {})})
 
