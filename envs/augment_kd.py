@@ -107,7 +107,8 @@ class AugmentKDEnv(gym.Env):
     student's, on the reward's validation set), ``loss_terms`` (the KD terms of the last step),
     ``batch`` (steps taken this episode), ``start_step`` (the warm-start snapshot the episode
     began from), ``control_positions`` (paired reward: the batch positions the control step
-    trained on, for learners that credit the kept set against it) and, at the end of an episode, ``episode_kept_indices`` (pool indices kept).
+    trained on, for learners that credit the kept set against it) and, at the end of an
+    episode, ``episode_kept_indices`` (pool indices kept).
     """
 
     metadata = {"render_modes": []}

@@ -12,8 +12,8 @@ clean share's size): where any learner starts; every line also regresses the rew
 kept-minus-control clean count (per step; the running gap on the running count, whose rows
 within an episode are correlated, so its t overstates; and each whole episode's return on its
 summed count, one independent row per episode), which says whether single choices carry a
-signal a learner could credit. The gate: the paired reward of the oracle has mean > 0 with t >= 3 within 100 steps,
-and the anti-oracle's is < 0.
+signal a learner could credit. The gate: the paired reward of the oracle has mean > 0 with
+t >= 3 within 100 steps, and the anti-oracle's is < 0.
 
     AUGRL_DATA=../shared/data python scripts/reward_signal.py --task rt --seed 0 --out results/reward-signal
 

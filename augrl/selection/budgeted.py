@@ -31,6 +31,15 @@ class BudgetedSelector:
     policy: torch.nn.Module
     num_features: int
 
+    @classmethod
+    def for_env(cls, env, config=None):
+        """A selector for ``env``'s observations (F = its last dimension)."""
+        return cls(env.observation_space.shape[-1], config)
+
+    def training_record(self) -> dict:
+        """What a bench row records of the training beyond steps and updates (none by default)."""
+        return {}
+
     def _states(self, obs) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
         if x.dim() == 1:

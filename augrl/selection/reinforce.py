@@ -121,10 +121,6 @@ class ReinforceSelector(BudgetedSelector):
         self.scale: float | None = None
         self.updates = 0
 
-    @classmethod
-    def for_env(cls, env, config: SelectorConfig | None = None) -> "ReinforceSelector":
-        return cls(env.observation_space.shape[-1], config)
-
     # ------------------------------------------------------------------ learning
 
     def run_episode(self, env, seed: int | None = None, learn: bool = True, deterministic: bool = False,

@@ -32,7 +32,7 @@ warm-start snapshot nearest half of its schedule.
 On a planted pool every row records how well its scores find the planted candidates:
 ``selection.detection_auc`` (:func:`augrl.metrics.detection_auc`), ``selection.planted_in_lowest_third``
 (:func:`augrl.metrics.planted_in_lowest`) and how many planted candidates it kept; learned
-selectors (``kd+reinforce``, ``kd+thompson`` and the SB3 rows of :mod:`augrl.policies`) also record
+selectors (``kd+reinforce``, ``kd+thompson``, ``kd+rule-search`` and the SB3 rows of :mod:`augrl.policies`) also record
 ``policy_training.detection_curve``, the AUC of their scores after every training episode
 against the environment steps taken (:func:`detection_curve`).
 """
@@ -196,34 +196,34 @@ def _oracle_row(ctx):
     return finish(ctx, pool, kept, scores, budget, 0.0)
 
 
-#: ``options.learner`` of a learned-selector row -> (selector class, its config class), by import path
-LEARNERS = {"reinforce": ("augrl.selection.reinforce", "ReinforceSelector", "SelectorConfig"),
-            "thompson": ("augrl.selection.thompson", "ThompsonSelector", "ThompsonConfig"),
-            "rule_search": ("augrl.selection.rule_search", "RuleSearchSelector", "RuleSearchConfig")}
+def learners() -> dict:
+    """``options.learner`` of a learned-selector row -> (selector class, its config class)."""
+    from augrl.selection.reinforce import ReinforceSelector, SelectorConfig
+    from augrl.selection.rule_search import RuleSearchConfig, RuleSearchSelector
+    from augrl.selection.thompson import ThompsonConfig, ThompsonSelector
+
+    return {"reinforce": (ReinforceSelector, SelectorConfig), "thompson": (ThompsonSelector, ThompsonConfig),
+            "rule_search": (RuleSearchSelector, RuleSearchConfig)}
 
 
 def _learned_row(ctx):
-    """A learned selector (``options.learner``, :data:`LEARNERS`) trained for ``options.episodes``
+    """A learned selector (``options.learner``, :func:`learners`) trained for ``options.episodes``
     episodes of the env over the pool, then its top-scored share."""
-    import importlib
-
     from augrl.envs import AugmentKDEnv
     from augrl.errors import ConfigError
 
     pool = ctx.selection_pool()
     budget = selection_budget(ctx, pool)
-    learner = ctx.method.options.get("learner", "reinforce")
-    if learner not in LEARNERS:
-        raise ConfigError(f"method {ctx.method.name!r}: options.learner must be one of {sorted(LEARNERS)}, got {learner!r}")
-    module, selector_class, config_class = LEARNERS[learner]
-    module = importlib.import_module(module)
+    learner, known = ctx.method.options.get("learner", "reinforce"), learners()
+    if learner not in known:
+        raise ConfigError(f"method {ctx.method.name!r}: options.learner must be one of {sorted(known)}, got {learner!r}")
+    selector_class, config_class = known[learner]
     start = time.perf_counter()
     with stage("selection"):
         world = selection_world(ctx, pool, budget)
         env = AugmentKDEnv(world=world)
         settings = {"seed": ctx.cfg.seed, **(ctx.method.options.get("selector") or {}), "budget": budget}
-        config = getattr(module, config_class).from_dict(settings, source=f"method {ctx.method.name}")
-        selector = getattr(module, selector_class).for_env(env, config)
+        selector = selector_class.for_env(env, config_class.from_dict(settings, source=f"method {ctx.method.name}"))
         episodes = int(ctx.method.options.get("episodes", 30))
         if ctx.max_steps is not None:
             episodes = min(episodes, max(1, ctx.max_steps // env.steps_per_episode))
@@ -249,7 +249,7 @@ def _learned_row(ctx):
                   # the episodes actually played: a search may stop before its cap
                   policy_training={"env_steps": len(history) * env.steps_per_episode, "updates": selector.updates,
                                    "seconds": round(seconds, 2), "episodes": history, "detection_curve": curve,
-                                   **({"ranking": selector.ranking()} if hasattr(selector, "ranking") else {})})
+                                   **selector.training_record()})
 
 
 RANKER_ROWS = {

@@ -172,6 +172,10 @@ class RuleSearchSelector(BudgetedSelector):
         self._set_scores()
         return history
 
+    def training_record(self) -> dict:
+        """The search's ranking of every rule it tried (:meth:`ranking`)."""
+        return {"ranking": self.ranking()}
+
     def ranking(self) -> list[dict]:
         """Every rule tried: name, sign, mean signed return, episodes, still in the search; the
         rules still in the search first (the leader, whose scores the selector uses, first of

@@ -107,10 +107,6 @@ class ThompsonSelector(BudgetedSelector):
         self.steps = 0  # n, regression rows
         self.updates = 0
 
-    @classmethod
-    def for_env(cls, env, config: ThompsonConfig | None = None) -> "ThompsonSelector":
-        return cls(env.observation_space.shape[-1], config)
-
     # ------------------------------------------------------------------ the posterior
 
     def _precision(self) -> np.ndarray:
@@ -154,7 +150,7 @@ class ThompsonSelector(BudgetedSelector):
 
         k = budget_size(len(x), self.config.budget)
         if deterministic:
-            return np.argsort(-(x @ self.posterior()[0]), kind="stable")[:k]
+            return np.argsort(-self.scores(x), kind="stable")[:k]
         if learn and self.steps <= self.num_features:
             return self.rng.permutation(len(x))[:k]
         return np.argsort(-(x @ self._draw()), kind="stable")[:k]
@@ -182,7 +178,7 @@ class ThompsonSelector(BudgetedSelector):
             action = np.zeros(len(x), dtype=np.int64)
             action[kept] = 1
             obs, r, terminated, truncated, info = env.step(action)
-            for row, value in zip(info.get("decided_rows", []), x @ self.posterior()[0]):
+            for row, value in zip(info.get("decided_rows", []), self.scores(x)):
                 scores[int(row)] = float(value)
             rewards.append(float(r))
             kept_total, seen = kept_total + len(kept), seen + len(x)
