@@ -17,6 +17,8 @@ Writes, for every task and shots value in the file:
   (:func:`selection_markdown`): each row against ``kd+random`` at the same budget, the detection
   of planted candidates and the learned selectors' env steps, updates and seconds; learned
   selectors' detection AUC over training in ``<task>-detection.png``;
+* when learned selectors ran, a "Gates" section (:func:`gates_markdown`): issue #17's detection,
+  student and clean-pool gates for each of them, pass or missed;
 * when records carry stage timings, a "Where the time goes" section (:func:`timings_markdown`):
   mean seconds per run of teacher, pool, teacher outputs, selection, final student, evaluation.
 
@@ -358,6 +360,86 @@ def selection_markdown(rows: list[Row], records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: issue 17's student gate: a learned selector keeps candidates worth this much over random-kept
+STUDENT_GATE_GAIN = 0.02
+#: issue 17's clean-pool gate: on a pool without planted candidates, at most this much below random
+CLEAN_GATE_LOSS = 0.005
+
+
+def pool_kind(record: dict) -> str:
+    """``planted``, ``budgeted`` or ``clean``: the selection pool a row's ``options.pool`` asks for."""
+    pool = (record.get("method_options") or {}).get("pool") or {}
+    return "planted" if pool.get("planted") else "budgeted" if pool.get("budgeted") else "clean"
+
+
+def gates_markdown(rows: list[Row], records: list[dict]) -> str:
+    """Issue #17's gates for every learned selector (rows whose records carry
+    ``policy_training``), each judged on the pool its row ran on:
+
+    * detection (planted pools): the mean over seeds of the AUC the selector had reached within
+      :data:`DETECTION_GATE_STEPS` environment steps is >= 0.90;
+    * student (planted and budgeted pools): its main test metric is >= ``kd+random`` +
+      :data:`STUDENT_GATE_GAIN` with paired p < 0.05, and its mean is not below the best baseline
+      (a ranker row, ``kd+random`` included, that keeps as many candidates);
+    * clean (a pool without planted candidates): not more than :data:`CLEAN_GATE_LOSS` below
+      ``kd+random``.
+
+    "pass" / "missed"; "-" where a gate does not apply or a row it needs is absent. The reward
+    signal gate has its own table (:func:`signal_markdown`). Empty without learned rows."""
+    by_row: dict[tuple, list[dict]] = {}
+    for r in records:
+        by_row.setdefault((r.get("task"), r.get("shots"), r.get("method"), settings_hash(r)), []).append(r)
+    recs_of = {id(row): by_row.get((row.task, row.shots, row.method, row.settings), []) for row in rows}
+    if not any(r.get("policy_training") for recs in recs_of.values() for r in recs):
+        return ""
+    lines = ["# Gates", "",
+             f"Issue #17's gates for each learned selector, on the pool its row ran on. detection (planted "
+             f"pools): mean AUC within {DETECTION_GATE_STEPS} environment steps >= 0.90 (seeds: how many reach "
+             f"it). student (planted, budgeted): >= `{SELECTION_REFERENCE}` + {STUDENT_GATE_GAIN * 100:g} points "
+             f"with paired p < {ALPHA}, and not below the best baseline (the best ranker row keeping as many "
+             f"candidates). clean (no planted candidates): not more than {CLEAN_GATE_LOSS * 100:g} points below "
+             f"`{SELECTION_REFERENCE}`.", ""]
+    for (task, shots), block in _blocks(rows).items():
+        learned = [row for row in block if any(r.get("policy_training") for r in recs_of[id(row)])]
+        if not learned:
+            continue
+        metric = _metrics(block)[0]
+        refs = [row for row in block if row.method == SELECTION_REFERENCE]
+        kept = {id(row): _mean([(r.get("selection") or {}).get("kept") for r in recs_of[id(row)]]) for row in block}
+        baselines = [row for row in block if recs_of[id(row)]
+                     and (recs_of[id(row)][0].get("method_options") or {}).get("ranker")]
+        lines += [f"## {task}, {shots} shots per class", "",
+                  f"| method | pool | seeds | AUC by {DETECTION_GATE_STEPS} steps (seeds >= 0.90) | detection "
+                  f"| Δ vs random (p) | best baseline (Δ) | student | clean |", "|---|" + "---|" * 8]
+        for row in learned:
+            recs = recs_of[id(row)]
+            kind = pool_kind(recs[0])
+            aucs = [auc_by((r.get("policy_training") or {}).get("detection_curve"), DETECTION_GATE_STEPS)
+                    for r in recs]
+            aucs = [a for a in aucs if a is not None]
+            detection, auc_cell = "-", "-"
+            if kind == "planted" and aucs:
+                auc_cell = f"{statistics.fmean(aucs):.2f} ({sum(a >= 0.90 for a in aucs)}/{len(aucs)})"
+                detection = "pass" if statistics.fmean(aucs) >= 0.90 else "missed"
+            test = paired_test(row.values[metric], refs[0].values[metric]) if refs else {}
+            diff, pval = test.get("diff"), test.get("p")
+            vs_random = "-" if diff is None else f"{diff * 100:+.1f} ({'-' if pval is None else f'{pval:.3f}'})"
+            peers = [b for b in baselines if kept[id(b)] is not None and kept[id(row)] is not None
+                     and abs(kept[id(b)] - kept[id(row)]) <= 1 and metric in b.values]
+            best = max(peers, key=lambda b: b.mean(metric), default=None)
+            best_cell = "-" if best is None else f"{best.method} ({(row.mean(metric) - best.mean(metric)) * 100:+.1f})"
+            student = clean = "-"
+            if kind in ("planted", "budgeted") and diff is not None and best is not None:
+                won = diff >= STUDENT_GATE_GAIN and pval is not None and pval < ALPHA
+                student = "pass" if won and row.mean(metric) >= best.mean(metric) else "missed"
+            if kind == "clean" and diff is not None:
+                clean = "pass" if diff >= -CLEAN_GATE_LOSS else "missed"
+            lines.append(f"| {row.label} | {kind} | {len(row.seeds)} | {auc_cell} | {detection} | {vs_random} "
+                         f"| {best_cell} | {student} | {clean} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def timings_markdown(records: list[dict]) -> str:
     """Where the time goes: for every method with stage timings (``timings`` of bench records,
     :func:`augrl.runtime.stage_clock`), the mean seconds per run of each stage, the runs' summed
@@ -632,6 +714,9 @@ def write_report(folder: str | Path, quiet: bool = False) -> dict:
     selection = selection_markdown(rows, records)
     if selection:
         text += "\n" + selection
+    gates = gates_markdown(rows, records)
+    if gates:
+        text += "\n" + gates
     timings = timings_markdown(records)
     if timings:
         text += "\n" + timings

@@ -212,6 +212,46 @@ def test_paired_t_test_against_kd_is_marked(tmp_path):
     assert [r["method"] for r in summary["rows"]] == ["kd", "kd+up", "kd+noise", "kd+one"]
 
 
+def test_gates_judge_each_learned_selector_on_its_pool(tmp_path):
+    planted, clean = {"pool": {"planted": 0.75}}, {"pool": {}}
+    random = [0.58, 0.60, 0.59, 0.61, 0.57]
+    lines = []
+    for seed, base in enumerate(random):
+        def row(method, acc, options, kept=320, auc=None, **extra):
+            training = {} if auc is None else {"policy_training": {"env_steps": 300, "detection_curve": [
+                {"env_steps": 100, "detection_auc": 0.5}, {"env_steps": 300, "detection_auc": auc},
+                {"env_steps": 900, "detection_auc": 1.0}]}}  # a checkpoint after 500 steps does not count
+            return _record(method, seed, acc, method_options=options, selection={"kept": kept}, **training, **extra)
+        lines += [row("kd+random", base, {**planted, "ranker": "random"}),
+                  row("kd+confidence", base + 0.04, {**planted, "ranker": "teacher_confidence"}),
+                  row("all", base + 0.10, {**planted, "ranker": "random", "budget": 1.0}, kept=1280),  # another budget
+                  row("kd+winner", base + 0.05 + 0.002 * seed, planted, auc=0.95),
+                  row("kd+middling", base + 0.03 + 0.002 * seed, planted, auc=0.92 if seed < 2 else 0.80)]
+    for line in lines:
+        append_jsonl(tmp_path / "results.jsonl", line)
+    write_report(tmp_path, quiet=True)
+    gates = (tmp_path / "table.md").read_text().split("# Gates", 1)[1].split("# Where", 1)[0]
+    cells = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in gates.splitlines() if line.startswith("| kd")}
+    assert set(cells) == {"kd+winner", "kd+middling"}  # learned rows only
+    assert cells["kd+winner"][3:5] == ["0.95 (5/5)", "pass"] and cells["kd+winner"][6:8] == ["kd+confidence (+1.4)", "pass"]
+    # +3.4 points over random with p < 0.05, but below the confidence ranker; AUC 0.85 on average
+    assert cells["kd+middling"][3:5] == ["0.85 (2/5)", "missed"] and cells["kd+middling"][7] == "missed"
+    assert cells["kd+middling"][5].startswith("+3.4 (0.0")
+
+    clean_dir = tmp_path / "clean"
+    for seed, base in enumerate(random):
+        append_jsonl(clean_dir / "results.jsonl", _record("kd+random", seed, base, method_options={**clean, "ranker": "random"},
+                                                          selection={"kept": 160}))
+        for method, acc in (("kd+close", base - 0.004), ("kd+behind", base - 0.01)):
+            append_jsonl(clean_dir / "results.jsonl", _record(method, seed, acc, method_options=clean, selection={"kept": 160},
+                                                              policy_training={"env_steps": 300}))
+    write_report(clean_dir, quiet=True)
+    gates = (clean_dir / "table.md").read_text().split("# Gates", 1)[1].split("# Where", 1)[0]
+    cells = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in gates.splitlines() if line.startswith("| kd")}
+    assert cells["kd+close"][1] == "clean" and cells["kd+close"][4] == "-" and cells["kd+close"][7] == "-"
+    assert cells["kd+close"][8].rstrip(" |") == "pass" and cells["kd+behind"][8].rstrip(" |") == "missed"
+
+
 def test_search_report_tests_the_best_configuration_against_the_default_over_seeds(tmp_path):
     from scipy import stats
 
@@ -287,7 +327,9 @@ def test_presets_ship_the_ablations():
     budgeted = bench.load_preset("budgeted").resolve_methods()
     assert all(m.options["pool"]["budgeted"] == 3000 for name, m in budgeted.items() if name != "kd")
     demo = bench.load_preset("demo").resolve_methods()
-    assert list(demo) == ["kd", "all", "kd+random", "kd+reinforce"] and demo["kd+reinforce"].options["episodes"] == 10
+    assert list(demo) == ["kd", "kd+oracle", "kd+random", "kd+reinforce"]
+    for name, method in demo.items():  # the demo's rows are planted-heavy's own, so its lines are that preset's runs
+        assert (method.config, method.options) == (heavy[name].config, heavy[name].options)
     datasize = bench.load_preset("datasize")
     assert datasize.shots == [10, 20, 40, 80, 160] and datasize.seeds == [0, 1, 2, 3, 4]
     assert {"student_ft", "kd"} <= set(datasize.resolve_methods())

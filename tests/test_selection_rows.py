@@ -65,7 +65,7 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
     from augrl.report import write_report
 
     table = (tmp_path / "table.md").read_text() if write_report(tmp_path, quiet=True) else ""
-    section = table.split("# Selection", 1)[1]
+    section, gates = table.split("# Selection", 1)[1].split("# Gates", 1)
     lines = {line.split(" | ")[0].lstrip("| "): line for line in section.splitlines() if line.startswith("| kd")}
     assert set(lines) == set(rows)
     assert " | 1.0000 | " in lines["kd+oracle"] and lines["kd+random"].split(" | ")[2] == "-"
@@ -74,6 +74,9 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
     assert auc_by_500 == pytest.approx(by["kd+reinforce"]["policy_training"]["detection_curve"][-1]["detection_auc"],
                                        abs=1e-4) and lines["kd+random"].split(" | ")[6] == "-"
     assert (tmp_path / "toy-detection.png").read_bytes().startswith(b"\x89PNG")
+    # the gates: the learned rows only, each judged on its planted pool
+    gated = {line.split(" | ")[0].lstrip("| ") for line in gates.splitlines() if line.startswith("| kd")}
+    assert gated == {"kd+reinforce", "kd+thompson", "kd+rule-search", "kd+ppo"}
 
 
 def test_oracle_needs_a_planted_pool_and_bad_settings_fail_before_training(toy_tasks, base, tmp_path):
