@@ -46,10 +46,29 @@ def test_rule_search_finds_the_best_rule_and_its_sign(weights, rule, sign):
     history = selector.learn(env, episodes=40, seed=0)
     # 4 varying features (the constant one is no rule): 4 + 2 x 3 + 1 x 3 ... within the budget
     assert len(history) <= 40 and {h["rule"] for h in history[:4]} == {"f0", "f1", "f2", "f3"}
-    assert selector.leader() == rule and selector.signs[rule] == sign
+    assert selector.leader() == rule and selector.leader_sign() == sign
     obs, _ = env.reset(seed=5)
     assert np.allclose(selector.scores(obs), sign * obs[:, rule])
     assert selector.ranking()[0]["rule"] == f"f{rule}" and selector.ranking()[0]["leader"] and all(h["kept_fraction"] == 0.25 for h in history)
+
+
+@pytest.mark.parametrize("search_seed", range(5))
+def test_common_episodes_compare_signed_rules_on_the_same_draws(search_seed):
+    # the noise (5 per step, as large as the best rule's edge) is drawn alike for every arm of a
+    # round, so it cancels from the comparison and the best signed rule wins on every seed
+    env = EpisodeValueWorld([0.0, 0.0, -1.0, 0.3, 0.0], noise=5.0)
+    selector = RuleSearchSelector.for_env(env, RuleSearchConfig(budget=0.25, keep_fraction=0.25, episodes_per_round=1,
+                                                                common_episodes=True))
+    seeds = []
+    original = selector.play
+    selector.play = lambda env, rule, sign, seed: seeds.append(seed) or original(env, rule, sign, seed)
+    history = selector.learn(env, episodes=20, seed=100 * search_seed)
+    assert [(h["rule"], h["sign"]) for h in history[:8]] == [(f"f{j}", s) for j in range(4) for s in (1.0, -1.0)]
+    assert set(seeds[:8]) == {100 * search_seed}  # round 1: every arm on the same episode
+    assert len(set(seeds[8:10])) == 1 and seeds[8] != seeds[0]  # round 2: the 2 survivors on one new episode
+    assert len(history) == 8 + 2 and selector.leader() == 2 and selector.leader_sign() == -1.0
+    obs, _ = env.reset(seed=7)
+    assert np.allclose(selector.scores(obs), -obs[:, 2])
 
 
 def test_rule_search_respects_the_episode_budget_and_saves(tmp_path):

@@ -22,6 +22,9 @@ trajectory``          (``paired_control="trajectory"``) and return-to-go (``gamm
                       kept-minus-control feature contrast
 ``kd+rule-search``    successive halving over one-feature keep rules (:mod:`augrl.selection.
                       rule_search`), each judged by whole episodes of the same reward
+``kd+rule-search-     the same search with common random numbers: both signs of each feature
+crn``                 are arms, every arm of a round plays the same episodes (38 arms, then
+                      the best fifth, one episode a round: 48 episodes for 19 features)
 ====================  =========================================================================
 
 ``options.budget``: the kept share of the pool; None: ``1 - planted`` for a planted pool (the
@@ -290,3 +293,9 @@ def register_methods() -> None:
                               "env": {"episode_length": 10, "paired_control": "trajectory"}},
                      description="successive halving over one-feature keep rules, each judged by whole episodes "
                                  "of the paired reward with a trajectory control, then the best rule's top share")
+    methods.register("kd+rule-search-crn", _learned_row, augmenter="eda",
+                     options={**common, "learner": "rule_search", "episodes": 50,
+                              "selector": {"common_episodes": True, "keep_fraction": 0.2, "episodes_per_round": 1},
+                              "env": {"episode_length": 10, "paired_control": "trajectory"}},
+                     description="rule search with common random numbers: both signs of every feature are arms, "
+                                 "and every arm of a round plays the same episodes; the best fifth goes on")

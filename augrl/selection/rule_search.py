@@ -19,6 +19,13 @@ are skipped):
    by mean signed return) play ``episodes_per_round`` more episodes each with their sign;
    repeat until one rule is left or the episode budget is spent.
 
+With ``common_episodes`` (common random numbers), the arms are signed rules: both signs of every
+varying feature are arms of their own, and every arm of a round plays the *same* episodes (reset
+seeds: the same warm-start snapshot, batches, target rows and control subsets), so arms are
+compared on the same draws and the control's luck cancels from their differences. Round 1 plays
+each arm once; the best ``keep_fraction`` by mean return go on, each playing the round's
+``episodes_per_round`` common episodes, until one arm is left.
+
 The selector's scores are ``sign * x_j`` of the leading rule (a one-hot
 :class:`~augrl.selection.thompson.LinearScore`), so the final selection is its top share.
 """
@@ -47,12 +54,16 @@ class RuleSearchConfig(ConfigMixin):
         budget: the fraction of each batch (and of the final pool) kept, in (0, 1].
         keep_fraction: the share of rules that survive a round, in (0, 1).
         episodes_per_round: episodes each surviving rule plays per round after the first (>= 1).
+        common_episodes: arms are signed rules (both signs of every feature) and every arm of a
+            round plays the same reset seeds (module docstring); False: one arm per feature, its
+            sign from its first episode, every episode on a seed of its own.
         seed: unused by the search itself (rules act deterministically); kept for the row's seed.
     """
 
     budget: float = 0.5
     keep_fraction: float = 0.25
     episodes_per_round: int = 3
+    common_episodes: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -80,9 +91,9 @@ class RuleSearchSelector(BudgetedSelector):
         self.feature_names = list(feature_names or [f"f{j}" for j in range(self.num_features)])
         self.policy = LinearScore(self.num_features)
         self.rng = np.random.default_rng(self.config.seed)
-        self.returns: dict[int, list[float]] = {}  # rule -> its episodes' returns (with its sign)
-        self.signs: dict[int, float] = {}
-        self.alive: list[int] | None = None  # rules still in the search (None: before round 1)
+        self.arms: list[list] = []  # arm -> [feature, sign]
+        self.returns: dict[int, list[float]] = {}  # arm -> its episodes' returns (played with its sign)
+        self.alive: list[int] | None = None  # arms still in the search (None: before round 1)
         self.updates = 0
 
     @classmethod
@@ -92,21 +103,31 @@ class RuleSearchSelector(BudgetedSelector):
 
     # ------------------------------------------------------------------ the rules
 
-    def _value(self, rule: int) -> float:
-        return float(np.mean(self.returns[rule]))
+    def _value(self, arm: int) -> float:
+        return float(np.mean(self.returns[arm]))
 
-    def leader(self) -> int | None:
-        """The rule with the best mean signed return among those still in the search."""
-        candidates = [j for j in (self.alive or self.returns) if j in self.returns]
+    def leader_arm(self) -> int | None:
+        """The arm with the best mean return among those still in the search."""
+        candidates = [a for a in (self.alive or self.returns) if a in self.returns]
         if not candidates:
             return None
         return max(candidates, key=self._value)
 
+    def leader(self) -> int | None:
+        """The feature of the leading arm (its sign: :meth:`leader_sign`)."""
+        arm = self.leader_arm()
+        return None if arm is None else int(self.arms[arm][0])
+
+    def leader_sign(self) -> float | None:
+        arm = self.leader_arm()
+        return None if arm is None else float(self.arms[arm][1])
+
     def _set_scores(self) -> None:
         w = torch.zeros(self.num_features)
-        rule = self.leader()
-        if rule is not None:
-            w[rule] = self.signs[rule]
+        arm = self.leader_arm()
+        if arm is not None:
+            rule, sign = self.arms[arm]
+            w[int(rule)] = float(sign)
         self.policy.weight.copy_(w)
 
     def play(self, env, rule: int, sign: float, seed: int | None) -> dict:
@@ -132,12 +153,14 @@ class RuleSearchSelector(BudgetedSelector):
         """Successive halving with at most ``episodes`` episodes (episode e: reset seed ``seed + e``);
         ``callback(stats)`` after each. Returns the per-episode stats (without rewards lists)."""
         history: list[dict] = []
+        common = bool(self.config.common_episodes)
 
-        def run(rule: int, sign: float) -> bool:
+        def run(arm: int, episode_seed: int) -> bool:
             if len(history) >= int(episodes):
                 return False
-            stats = self.play(env, rule, sign, seed + len(history))
-            self.returns.setdefault(rule, []).append(stats["return"])  # of the rule played with its sign
+            rule, sign = self.arms[arm]
+            stats = self.play(env, int(rule), float(sign), episode_seed)
+            self.returns.setdefault(arm, []).append(stats["return"])
             self.updates += 1
             history.append({k: v for k, v in stats.items() if k not in ("rewards", "info")})
             if callback is not None:
@@ -151,22 +174,28 @@ class RuleSearchSelector(BudgetedSelector):
                 probe = np.asarray(env.pool_observations())
             else:
                 probe = self._states(env.reset(seed=seed)[0]).numpy()
-            self.alive = [j for j in range(self.num_features) if np.ptp(probe[:, j]) > 0]
-            if not self.alive:
+            varying = [j for j in range(self.num_features) if np.ptp(probe[:, j]) > 0]
+            if not varying:
                 raise ConfigError("every feature is constant over a batch; there is no rule to search")
-            for rule in self.alive:
-                if not run(rule, 1.0):
+            self.arms = [[j, s] for j in varying for s in ((1.0, -1.0) if common else (1.0,))]
+            for arm in range(len(self.arms)):
+                if not run(arm, seed if common else seed + len(history)):
                     break
-                self.signs[rule] = 1.0 if self.returns[rule][0] >= 0 else -1.0
-                self.returns[rule] = [abs(self.returns[rule][0])]
+                if not common:  # the sign of the rule's first return; it is then judged by |return|
+                    first = self.returns[arm][0]
+                    self.arms[arm][1] = 1.0 if first >= 0 else -1.0
+                    self.returns[arm] = [abs(first)]
                 self._set_scores()
-            self.alive = [j for j in self.alive if j in self.returns]
+            self.alive = [a for a in range(len(self.arms)) if a in self.returns]
         while len(self.alive) > 1 and len(history) < int(episodes):
             survivors = max(1, int(np.ceil(len(self.alive) * float(self.config.keep_fraction))))
             self.alive = sorted(self.alive, key=self._value, reverse=True)[:survivors]
-            for rule in self.alive:
-                for _ in range(int(self.config.episodes_per_round)):
-                    if not run(rule, self.signs[rule]):
+            if len(self.alive) == 1:  # the winner: more episodes of it would not change the choice
+                break
+            round_seeds = [seed + len(history) + i for i in range(int(self.config.episodes_per_round))]
+            for arm in self.alive:
+                for i, round_seed in enumerate(round_seeds):
+                    if not run(arm, round_seed if common else seed + len(history)):
                         break
                     self._set_scores()
         self._set_scores()
@@ -181,9 +210,10 @@ class RuleSearchSelector(BudgetedSelector):
         rules still in the search first (the leader, whose scores the selector uses, first of
         all), then by how far they got (episodes) and their mean return. A rule dropped after
         one episode can show a larger mean than the leader: round 1 ranks by ``|return|``."""
-        alive, leader = set(self.alive or []), self.leader()
-        rows = [{"rule": self.feature_names[j], "sign": self.signs.get(j, 1.0), "mean_return": self._value(j),
-                 "episodes": len(v), "alive": j in alive, "leader": j == leader} for j, v in self.returns.items()]
+        alive, leader = set(self.alive or []), self.leader_arm()
+        rows = [{"rule": self.feature_names[int(self.arms[a][0])], "sign": float(self.arms[a][1]),
+                 "mean_return": self._value(a), "episodes": len(v), "alive": a in alive, "leader": a == leader}
+                for a, v in self.returns.items()]
         return sorted(rows, key=lambda row: (row["leader"], row["alive"], row["episodes"], row["mean_return"]),
                       reverse=True)
 
@@ -194,7 +224,7 @@ class RuleSearchSelector(BudgetedSelector):
         from augrl.models import save_torch
 
         return save_torch({"returns": {str(k): list(v) for k, v in self.returns.items()},
-                           "signs": {str(k): float(v) for k, v in self.signs.items()},
+                           "arms": [[int(j), float(sign)] for j, sign in self.arms],
                            "alive": None if self.alive is None else list(self.alive), "updates": int(self.updates),
                            "num_features": int(self.num_features), "feature_names": list(self.feature_names),
                            "config": json.dumps(self.config.to_dict())}, path)
@@ -208,7 +238,7 @@ class RuleSearchSelector(BudgetedSelector):
         selector = cls(state["num_features"], RuleSearchConfig.from_dict(json.loads(state["config"])),
                        state["feature_names"])
         selector.returns = {int(k): list(v) for k, v in state["returns"].items()}
-        selector.signs = {int(k): float(v) for k, v in state["signs"].items()}
+        selector.arms = [[int(j), float(sign)] for j, sign in state["arms"]]
         selector.alive, selector.updates = state["alive"], state["updates"]
         selector._set_scores()
         return selector
