@@ -304,7 +304,7 @@ def test_unknown_methods_and_bad_settings_are_clear_errors_before_anything_runs(
     assert main(["bench", "--methods", "kd+eda", "--aug-param", "eda.nope=1", "--out", str(out)]) == 2
     assert "has no setting(s) ['nope']" in capsys.readouterr().err
     assert main(["bench", "--preset", "nope", "--out", str(out)]) == 2
-    assert "unknown preset 'nope'; available: budgeted, datasize, demo, domains, kd-objective, paper-rt, planted, planted-hard, planted-heavy, sensitivity" in capsys.readouterr().err
+    assert "unknown preset 'nope'; available: budgeted, clean, datasize, demo, domains, kd-objective, paper-rt, planted, planted-hard, planted-heavy, sensitivity" in capsys.readouterr().err
     assert main(["bench", "--methods", "kd"]) == 2 and "--out" in capsys.readouterr().err
     assert not out.exists()
     with pytest.raises(ConfigError, match="every method of a seed shares"):
@@ -326,6 +326,8 @@ def test_presets_ship_the_ablations():
     assert planted["all"].options["budget"] == 1.0 and planted["kd+oracle"].options["budget"] is None
     budgeted = bench.load_preset("budgeted").resolve_methods()
     assert all(m.options["pool"]["budgeted"] == 3000 for name, m in budgeted.items() if name != "kd")
+    clean = bench.load_preset("clean").resolve_methods()
+    assert all(not m.options.get("pool") for m in clean.values()) and {"kd+random", "kd+reinforce", "kd+ppo"} <= set(clean)
     demo = bench.load_preset("demo").resolve_methods()
     assert list(demo) == ["kd", "kd+oracle", "kd+random", "kd+reinforce"]
     for name, method in demo.items():  # the demo's rows are planted-heavy's own, so its lines are that preset's runs
