@@ -285,7 +285,7 @@ def train_policy(env_config, cfg: PolicyConfig, out_dir: str | Path | None = Non
                           config={"env": env_config.to_dict(), "policy": cfg.to_dict()})
     record.update({
         "evaluation": evaluation,
-        "training": {"env_steps": int(agent.num_timesteps), "episodes": log.episodes,
+        "training": {"env_steps": int(agent.num_timesteps), "updates": policy_updates(agent), "episodes": log.episodes,
                      "seconds": round(train_seconds, 2)},
         "pool": world.pool.meta,
         "teacher": {k: world.teacher_info.get(k) for k in ("val", "cached", "dir")},
@@ -303,6 +303,12 @@ def train_policy(env_config, cfg: PolicyConfig, out_dir: str | Path | None = Non
 
 
 # ----------------------------------------------------------------------------- benchmark rows
+
+
+def policy_updates(agent) -> int:
+    """Policy updates an SB3 agent has made (its ``train/n_updates``): PPO counts its epochs over
+    each rollout, A2C one per rollout, DQN one per gradient step."""
+    return int(getattr(agent, "_n_updates", 0))
 
 
 def _bench_policy(ctx):
@@ -332,8 +338,9 @@ def _bench_policy(ctx):
     ctx.charged_seconds -= time.perf_counter() - start
     outcome.extra.update(selection={"kept": len(kept), "pool": len(pool), "budget": budget,
                                     "kept_fraction": len(kept) / len(pool), **detection(pool, scores, kept)},
-                         policy_training={"env_steps": int(agent.num_timesteps), "seconds": round(seconds, 2),
-                                          "episodes": log.episodes, "detection_curve": curve},
+                         policy_training={"env_steps": int(agent.num_timesteps), "updates": policy_updates(agent),
+                                          "seconds": round(seconds, 2), "episodes": log.episodes,
+                                          "detection_curve": curve},
                          random_same_size={"val": control.best_val})
     spec, device = ctx.data.task.spec, ctx.data.device
 

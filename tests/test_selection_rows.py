@@ -49,6 +49,7 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
     assert by["kd+oracle"]["selection"]["planted_kept"] == 0 and by["kd+oracle"]["selection"]["detection_auc"] == 1.0
     assert by["kd+reinforce"]["policy_training"]["updates"] == 2  # --max-steps 2: one episode of 2 steps, an update each
     assert "random_same_size" in by["kd+ppo"]
+    assert by["kd+ppo"]["policy_training"]["updates"] == 10  # one rollout of 2 steps, PPO's 10 epochs over it
     for name in ("kd+thompson", "kd+rule-search"):  # --max-steps 2: one episode of 2 steps
         training = by[name]["policy_training"]
         assert training["env_steps"] == 2 * len(training["episodes"]) == 2
