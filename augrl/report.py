@@ -373,8 +373,9 @@ def pool_kind(record: dict) -> str:
 
 
 def gates_markdown(rows: list[Row], records: list[dict]) -> str:
-    """Issue #17's gates for every learned selector (rows whose records carry
-    ``policy_training``), each judged on the pool its row ran on:
+    """One table of every selection row of a block (its main test metric, its paired difference
+    from ``kd+random``, its detection AUC) with issue #17's gates for every learned selector (rows
+    whose records carry ``policy_training``), each judged on the pool its row ran on:
 
     * detection (planted pools): the mean over seeds of the AUC the selector had reached within
       :data:`DETECTION_GATE_STEPS` environment steps is >= 0.90;
@@ -393,7 +394,9 @@ def gates_markdown(rows: list[Row], records: list[dict]) -> str:
     if not any(r.get("policy_training") for recs in recs_of.values() for r in recs):
         return ""
     lines = ["# Gates", "",
-             f"Issue #17's gates for each learned selector, on the pool its row ran on. detection (planted "
+             f"Every selection row beside `{SELECTION_REFERENCE}`, and issue #17's gates for each learned selector, "
+             f"on the pool its row ran on (AUC: for a learned row the one it had reached within "
+             f"{DETECTION_GATE_STEPS} environment steps, else its scores'). detection (planted "
              f"pools): mean AUC within {DETECTION_GATE_STEPS} environment steps >= 0.90 (seeds: how many reach "
              f"it). student (planted, budgeted): >= `{SELECTION_REFERENCE}` + {STUDENT_GATE_GAIN * 100:g} points "
              f"with paired p < {ALPHA}, and not below the best baseline (the best ranker row keeping as many "
@@ -409,11 +412,22 @@ def gates_markdown(rows: list[Row], records: list[dict]) -> str:
         baselines = [row for row in block if recs_of[id(row)]
                      and (recs_of[id(row)][0].get("method_options") or {}).get("ranker")]
         lines += [f"## {task}, {shots} shots per class", "",
-                  f"| method | pool | seeds | AUC by {DETECTION_GATE_STEPS} steps (seeds >= 0.90) | detection "
-                  f"| Δ vs random (p) | best baseline (Δ) | student | clean |", "|---|" + "---|" * 8]
-        for row in learned:
+                  f"| method | pool | seeds | {metric} | Δ vs random (p) | AUC (seeds >= 0.90) | detection "
+                  f"| best baseline (Δ) | student | clean |", "|---|" + "---|" * 9]
+        shown = [row for row in block if any(r.get("selection") for r in recs_of[id(row)])]
+        for row in shown:
             recs = recs_of[id(row)]
             kind = pool_kind(recs[0])
+            test = paired_test(row.values[metric], refs[0].values[metric]) if refs and row is not refs[0] else {}
+            diff, pval = test.get("diff"), test.get("p")
+            vs_random = "-" if diff is None else f"{diff * 100:+.1f} ({'-' if pval is None else f'{pval:.3f}'})"
+            if row not in learned:
+                aucs = [(r.get("selection") or {}).get("detection_auc") for r in recs]
+                aucs = [a for a in aucs if a is not None]
+                auc_cell = f"{statistics.fmean(aucs):.2f}" if aucs else "-"
+                lines.append(f"| {row.label} | {kind} | {len(row.seeds)} | {_cell(row, metric).replace(f' {MARK}', '')} "
+                             f"| {vs_random} | {auc_cell} | - | - | - | - |")
+                continue
             aucs = [auc_by((r.get("policy_training") or {}).get("detection_curve"), DETECTION_GATE_STEPS)
                     for r in recs]
             aucs = [a for a in aucs if a is not None]
@@ -421,9 +435,6 @@ def gates_markdown(rows: list[Row], records: list[dict]) -> str:
             if kind == "planted" and aucs:
                 auc_cell = f"{statistics.fmean(aucs):.2f} ({sum(a >= 0.90 for a in aucs)}/{len(aucs)})"
                 detection = "pass" if statistics.fmean(aucs) >= 0.90 else "missed"
-            test = paired_test(row.values[metric], refs[0].values[metric]) if refs else {}
-            diff, pval = test.get("diff"), test.get("p")
-            vs_random = "-" if diff is None else f"{diff * 100:+.1f} ({'-' if pval is None else f'{pval:.3f}'})"
             peers = [b for b in baselines if kept[id(b)] is not None and kept[id(row)] is not None
                      and abs(kept[id(b)] - kept[id(row)]) <= 1 and metric in b.values]
             best = max(peers, key=lambda b: b.mean(metric), default=None)
@@ -434,8 +445,8 @@ def gates_markdown(rows: list[Row], records: list[dict]) -> str:
                 student = "pass" if won and row.mean(metric) >= best.mean(metric) else "missed"
             if kind == "clean" and diff is not None:
                 clean = "pass" if diff >= -CLEAN_GATE_LOSS else "missed"
-            lines.append(f"| {row.label} | {kind} | {len(row.seeds)} | {auc_cell} | {detection} | {vs_random} "
-                         f"| {best_cell} | {student} | {clean} |")
+            lines.append(f"| {row.label} | {kind} | {len(row.seeds)} | {_cell(row, metric).replace(f' {MARK}', '')} "
+                         f"| {vs_random} | {auc_cell} | {detection} | {best_cell} | {student} | {clean} |")
         lines.append("")
     return "\n".join(lines)
 

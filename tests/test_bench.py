@@ -232,11 +232,12 @@ def test_gates_judge_each_learned_selector_on_its_pool(tmp_path):
     write_report(tmp_path, quiet=True)
     gates = (tmp_path / "table.md").read_text().split("# Gates", 1)[1].split("# Where", 1)[0]
     cells = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in gates.splitlines() if line.startswith("| kd")}
-    assert set(cells) == {"kd+winner", "kd+middling"}  # learned rows only
-    assert cells["kd+winner"][3:5] == ["0.95 (5/5)", "pass"] and cells["kd+winner"][6:8] == ["kd+confidence (+1.4)", "pass"]
+    assert set(cells) == {"kd+random", "kd+confidence", "kd+winner", "kd+middling"}  # every selection row
+    assert cells["kd+confidence"][4:] == ["+4.0 (-)", "-", "-", "-", "-", "- |"]  # a baseline: no gates
+    assert cells["kd+winner"][5:7] == ["0.95 (5/5)", "pass"] and cells["kd+winner"][7:9] == ["kd+confidence (+1.4)", "pass"]
     # +3.4 points over random with p < 0.05, but below the confidence ranker; AUC 0.85 on average
-    assert cells["kd+middling"][3:5] == ["0.85 (2/5)", "missed"] and cells["kd+middling"][7] == "missed"
-    assert cells["kd+middling"][5].startswith("+3.4 (0.0")
+    assert cells["kd+middling"][5:7] == ["0.85 (2/5)", "missed"] and cells["kd+middling"][8] == "missed"
+    assert cells["kd+middling"][4].startswith("+3.4 (0.0")
 
     clean_dir = tmp_path / "clean"
     for seed, base in enumerate(random):
@@ -248,8 +249,8 @@ def test_gates_judge_each_learned_selector_on_its_pool(tmp_path):
     write_report(clean_dir, quiet=True)
     gates = (clean_dir / "table.md").read_text().split("# Gates", 1)[1].split("# Where", 1)[0]
     cells = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in gates.splitlines() if line.startswith("| kd")}
-    assert cells["kd+close"][1] == "clean" and cells["kd+close"][4] == "-" and cells["kd+close"][7] == "-"
-    assert cells["kd+close"][8].rstrip(" |") == "pass" and cells["kd+behind"][8].rstrip(" |") == "missed"
+    assert cells["kd+close"][1] == "clean" and cells["kd+close"][6] == "-" and cells["kd+close"][8] == "-"
+    assert cells["kd+close"][9].rstrip(" |") == "pass" and cells["kd+behind"][9].rstrip(" |") == "missed"
 
 
 def test_search_report_tests_the_best_configuration_against_the_default_over_seeds(tmp_path):

@@ -76,7 +76,8 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
                                        abs=1e-4) and lines["kd+random"].split(" | ")[6] == "-"
     assert (tmp_path / "toy-detection.png").read_bytes().startswith(b"\x89PNG")
     # the gates: the learned rows only, each judged on its planted pool
-    gated = {line.split(" | ")[0].lstrip("| ") for line in gates.splitlines() if line.startswith("| kd")}
+    gated = {line.split(" | ")[0].lstrip("| ") for line in gates.splitlines()
+             if line.startswith("| kd") and line.split(" | ")[6] != "-"}
     assert gated == {"kd+reinforce", "kd+thompson", "kd+rule-search", "kd+ppo"}
 
 
