@@ -303,6 +303,17 @@ def auc_by(curve: list[dict] | None, steps: int) -> float | None:
     return within[-1]["detection_auc"] if within else None
 
 
+def auc_within(record: dict, steps: int = DETECTION_GATE_STEPS) -> float | None:
+    """The detection AUC a learned selector's record shows within ``steps`` environment steps:
+    its final selection's when its training took no more steps (the final policy is inside the
+    window), else its curve's last checkpoint inside the window (:func:`auc_by`)."""
+    training = record.get("policy_training") or {}
+    final = (record.get("selection") or {}).get("detection_auc")
+    if final is not None and training.get("env_steps") is not None and training["env_steps"] <= steps:
+        return float(final)
+    return auc_by(training.get("detection_curve"), steps)
+
+
 def detection_curves(records: list[dict]) -> dict[tuple, dict[str, list[list[dict]]]]:
     """(task, shots) -> method -> the detection curve of each seed, for the records that have one."""
     out: dict[tuple, dict[str, list[list[dict]]]] = {}
@@ -351,7 +362,7 @@ def selection_markdown(rows: list[Row], records: list[dict]) -> str:
                 f"| {row.label}", _cell(row, metric), "-" if diff is None else f"{diff:+.4f}",
                 "-" if pval is None else f"{pval:.3f}", _fmt0(_mean([x.get("kept") for x in sel])),
                 _fmt(_mean([x.get("detection_auc") for x in sel])),
-                _fmt(_mean([auc_by(t.get("detection_curve"), DETECTION_GATE_STEPS) for t in training])),
+                _fmt(_mean([auc_within(r) for r in recs if r.get("policy_training")])),
                 _fmt(_mean([x.get("planted_in_lowest_third") for x in sel])),
                 _fmt0(_mean([x.get("planted_kept") for x in sel])),
                 _fmt0(_mean([t.get("env_steps") for t in training])), _fmt0(_mean([t.get("updates") for t in training])),
@@ -428,8 +439,7 @@ def gates_markdown(rows: list[Row], records: list[dict]) -> str:
                 lines.append(f"| {row.label} | {kind} | {len(row.seeds)} | {_cell(row, metric).replace(f' {MARK}', '')} "
                              f"| {vs_random} | {auc_cell} | - | - | - | - |")
                 continue
-            aucs = [auc_by((r.get("policy_training") or {}).get("detection_curve"), DETECTION_GATE_STEPS)
-                    for r in recs]
+            aucs = [auc_within(r) for r in recs]
             aucs = [a for a in aucs if a is not None]
             detection, auc_cell = "-", "-"
             if kind == "planted" and aucs:

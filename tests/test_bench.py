@@ -212,6 +212,17 @@ def test_paired_t_test_against_kd_is_marked(tmp_path):
     assert [r["method"] for r in summary["rows"]] == ["kd", "kd+up", "kd+noise", "kd+one"]
 
 
+def test_the_auc_within_the_gate_window_is_the_final_selections_when_training_fits_in_it():
+    from augrl.report import auc_within
+
+    curve = [{"env_steps": 240, "detection_auc": 0.6}, {"env_steps": 480, "detection_auc": 0.99},
+             {"env_steps": 600, "detection_auc": 0.7}]
+    done_early = {"selection": {"detection_auc": 0.59}, "policy_training": {"env_steps": 480, "detection_curve": curve}}
+    assert auc_within(done_early) == 0.59  # the final policy is inside the window: its own scores, not a checkpoint's
+    longer = {"selection": {"detection_auc": 0.7}, "policy_training": {"env_steps": 600, "detection_curve": curve}}
+    assert auc_within(longer) == 0.99 and auc_within({"selection": {}, "policy_training": {}}) is None
+
+
 def test_gates_judge_each_learned_selector_on_its_pool(tmp_path):
     planted, clean = {"pool": {"planted": 0.75}}, {"pool": {}}
     random = [0.58, 0.60, 0.59, 0.61, 0.57]

@@ -161,8 +161,12 @@ class RuleSearchSelector(BudgetedSelector):
             rule, sign = self.arms[arm]
             stats = self.play(env, int(rule), float(sign), episode_seed)
             self.returns.setdefault(arm, []).append(stats["return"])
+            if not common and len(self.returns[arm]) == 1:  # round 1: the rule takes its first return's sign
+                self.arms[arm][1] = 1.0 if stats["return"] >= 0 else -1.0
+                self.returns[arm] = [abs(stats["return"])]
             self.updates += 1
             history.append({k: v for k, v in stats.items() if k not in ("rewards", "info")})
+            self._set_scores()  # before the callback, which scores the pool with the current leader
             if callback is not None:
                 callback(stats)
             return True
@@ -181,11 +185,6 @@ class RuleSearchSelector(BudgetedSelector):
             for arm in range(len(self.arms)):
                 if not run(arm, seed if common else seed + len(history)):
                     break
-                if not common:  # the sign of the rule's first return; it is then judged by |return|
-                    first = self.returns[arm][0]
-                    self.arms[arm][1] = 1.0 if first >= 0 else -1.0
-                    self.returns[arm] = [abs(first)]
-                self._set_scores()
             self.alive = [a for a in range(len(self.arms)) if a in self.returns]
         while len(self.alive) > 1 and len(history) < int(episodes):
             survivors = max(1, int(np.ceil(len(self.alive) * float(self.config.keep_fraction))))
@@ -194,10 +193,9 @@ class RuleSearchSelector(BudgetedSelector):
                 break
             round_seeds = [seed + len(history) + i for i in range(int(self.config.episodes_per_round))]
             for arm in self.alive:
-                for i, round_seed in enumerate(round_seeds):
+                for round_seed in round_seeds:
                     if not run(arm, round_seed if common else seed + len(history)):
                         break
-                    self._set_scores()
         self._set_scores()
         return history
 
