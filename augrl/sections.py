@@ -206,6 +206,7 @@ class WorldConfig(ConfigMixin):
 DECISIONS = ("batch", "sample")
 REWARDS = ("paired", "metric", "loss")
 PAIRED_CONTROLS = ("random", "disjoint", "trajectory")
+REWARD_SETS = ("all", "unlabelled")
 STUDENT_RESETS = ("episode", "never")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -236,6 +237,11 @@ class EnvConfig(ConfigMixin):
             the same snapshot and keeps random subsets of the kept sets' sizes all episode; the
             reward is the step's change of the gap between the two students' divergences (an
             episode's return: how much lower the kept trajectory ends than the random one).
+        reward_on: the texts the paired reward's divergence is measured on: ``all`` (the
+            validation set plus the world's ``reward_unlabelled`` texts) or ``unlabelled`` (those
+            texts alone, so the set the reward measures is disjoint from the validation set the
+            features read: ``head_influence`` is the validation gradient's one-step look-ahead,
+            and a keep rule on it would otherwise score the reward's own measurement).
         student_reset: ``episode`` (every reset restores a student and its optimiser: a
             warm-start snapshot, or the initial student without snapshots) or ``never`` (the
             student keeps learning across episodes).
@@ -267,6 +273,7 @@ class EnvConfig(ConfigMixin):
     decision: str = "batch"
     reward: str = "paired"
     paired_control: str = "random"
+    reward_on: str = "all"
     student_reset: str = "episode"
     snapshot_steps: tuple = (0, 10, 25, 50, 100)
     episode_length: int | None = None
@@ -281,7 +288,8 @@ class EnvConfig(ConfigMixin):
 
     def __post_init__(self) -> None:
         for name, allowed in (("decision", DECISIONS), ("reward", REWARDS), ("paired_control", PAIRED_CONTROLS),
-                              ("student_reset", STUDENT_RESETS), ("precision", PRECISIONS)):
+                              ("reward_on", REWARD_SETS), ("student_reset", STUDENT_RESETS),
+                              ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
         if int(self.batch_size) < 1:

@@ -103,7 +103,8 @@ class AugmentKDEnv(gym.Env):
     ``kept_fraction`` (of the batch just decided), ``kept_total`` and ``candidates_seen``
     (this episode), ``decided_rows`` (pool indices of the candidates this step decided),
     ``val_metric``, ``val_loss``, ``val_divergence`` (KL(teacher || student), over the
-    reward set: validation plus ``reward_unlabelled`` texts) and ``val_teacher_agreement`` (the
+    reward set: validation plus ``reward_unlabelled`` texts, or those texts alone with
+    ``reward_on="unlabelled"``) and ``val_teacher_agreement`` (the
     student's, on the reward's validation set), ``loss_terms`` (the KD terms of the last step),
     ``batch`` (steps taken this episode), ``start_step`` (the warm-start snapshot the episode
     began from), ``control_positions`` (paired reward: the batch positions the control step
@@ -524,6 +525,10 @@ class AugmentKDEnv(gym.Env):
         the teacher and agreement with it on the reward's validation set (eval mode, fp32 for the
         paired reward); with ``head``, also the validation gradient at the classification head
         that the ``head_influence`` feature reads."""
+        extra = self.world.reward_extra
+        unlabelled_only = self.config.reward == "paired" and self.config.reward_on == "unlabelled"
+        if unlabelled_only and not head:  # the paired control: only its divergence is read
+            return {"val_divergence": self._extra_divergence(student)}
         val = self.world.val
         order = sorted(range(len(val)), key=lambda i: len(val.input_ids[i]))
         logits, inputs = torch.empty(len(val), self.world.num_labels), []
@@ -551,17 +556,21 @@ class AugmentKDEnv(gym.Env):
             for idx, part in inputs:
                 h[torch.tensor(idx)] = part
             self._head_grad = head_gradient(logit_gradients(logits, teacher, None, 0.0, 1.0), h)
-        extra = self.world.reward_extra
-        if extra is not None and self.config.reward == "paired":
+        if unlabelled_only:
+            divergence = self._extra_divergence(student)
+        elif extra is not None and self.config.reward == "paired":
             # the teacher-labelled unlabelled texts join the divergence (weighted by their count)
-            extra_logits = torch.cat([self._student_view(extra.batch(list(range(i, min(i + bs, len(extra)))),
-                                                                     self.device), fp32=True, student=student)[0]
-                                      for i in range(0, len(extra), bs)])
-            extra_divergence = self._divergence(extra_logits, self.world.reward_extra_teacher_logits)
-            divergence = (divergence * len(val) + extra_divergence * len(extra)) / (len(val) + len(extra))
+            divergence = (divergence * len(val) + self._extra_divergence(student) * len(extra)) / (len(val) + len(extra))
         metric = metrics[self.task_spec.metric]
         return {"val_metric": 0.0 if np.isnan(metric) else float(metric), "val_loss": loss,
                 "val_divergence": divergence, "val_teacher_agreement": agreement, "val_metrics": metrics}
+
+    def _extra_divergence(self, student: torch.nn.Module | None = None) -> float:
+        """KL(teacher || student) on the world's ``reward_unlabelled`` texts (eval mode, fp32)."""
+        extra, bs = self.world.reward_extra, self.config.val_batch_size
+        logits = torch.cat([self._student_view(extra.batch(list(range(i, min(i + bs, len(extra)))), self.device),
+                                               fp32=True, student=student)[0] for i in range(0, len(extra), bs)])
+        return self._divergence(logits, self.world.reward_extra_teacher_logits)
 
     def _divergence(self, logits: torch.Tensor, teacher: torch.Tensor) -> float:
         """Mean KL(teacher || student) over rows of (N, C) logits (regression: squared error)."""

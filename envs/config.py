@@ -36,6 +36,9 @@ class AugmentKDConfig(EnvConfig, WorldConfig, PoolConfig, RunConfig):
         if self.pool_size < self.batch_size:
             raise ConfigError(f"pool_size ({self.pool_size}) must be at least batch_size ({self.batch_size}): an "
                               "episode is pool_size // batch_size distillation steps")
+        if self.reward_on == "unlabelled" and not int(self.reward_unlabelled):
+            raise ConfigError("reward_on='unlabelled' measures the paired reward on the reward_unlabelled texts alone, "
+                              "but reward_unlabelled is 0; set reward_unlabelled (e.g. 200) or reward_on='all'")
 
     #: fields of configs saved before the teacher section existed, and where they live now
     RENAMED: ClassVar[dict[str, str]] = {"teacher_epochs": "epochs", "teacher_lr": "lr",

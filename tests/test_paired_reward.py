@@ -184,6 +184,30 @@ def test_unlabelled_target_texts_join_the_reward_set(flipped_world, toy_tasks):
                     pool=world.pool)
 
 
+def test_the_reward_can_be_measured_on_the_unlabelled_texts_alone(flipped_world):
+    import numpy as np
+
+    from augrl.envs import AugmentKDEnv, build_world
+
+    world, _ = flipped_world
+    bigger = build_world(world.config.replace(reward_unlabelled=10), data=world.data, teacher=world.teacher,
+                         pool=world.pool)
+    n_val, n_extra = len(world.val), 10
+    d_val = AugmentKDEnv(world=world).reset(seed=0)[1]["val_divergence"]
+    d_all = AugmentKDEnv(world=bigger).reset(seed=0)[1]["val_divergence"]
+    alone = AugmentKDEnv(world=bigger.with_settings(reward_on="unlabelled"))
+    _, info = alone.reset(seed=0)
+    # the same student: the pooled divergence is the count-weighted mean of the two sets'
+    assert info["val_divergence"] == pytest.approx((d_all * (n_val + n_extra) - d_val * n_val) / n_extra, rel=1e-4)
+    assert info["val_metric"] == AugmentKDEnv(world=world).reset(seed=0)[1]["val_metric"]  # still the validation set's
+    everything = np.ones(alone.action_space.shape, dtype=np.int64)
+    assert alone.step(everything)[1] == 0.0  # keeping all: the control is the kept set
+    with pytest.raises(ConfigError, match="reward_on='unlabelled'.*reward_unlabelled is 0"):
+        AugmentKDConfig(task=world.config.task, reward_on="unlabelled")
+    with pytest.raises(ConfigError, match="reward_on must be one of"):
+        AugmentKDConfig(task=world.config.task, reward_on="val")
+
+
 def test_the_report_rebuilds_the_reward_signal_table_with_each_control(tmp_path):
     from augrl.report import signal_markdown
     from augrl.results import append_jsonl
