@@ -191,10 +191,10 @@ class RuleSearchSelector(BudgetedSelector):
             self.alive = sorted(self.alive, key=self._value, reverse=True)[:survivors]
             if len(self.alive) == 1:  # the winner: more episodes of it would not change the choice
                 break
-            round_seeds = [seed + len(history) + i for i in range(int(self.config.episodes_per_round))]
+            round_start = len(history)  # common episodes: every arm of the round plays these seeds
             for arm in self.alive:
-                for round_seed in round_seeds:
-                    if not run(arm, round_seed if common else seed + len(history)):
+                for i in range(int(self.config.episodes_per_round)):
+                    if not run(arm, seed + (round_start + i if common else len(history))):
                         break
         self._set_scores()
         return history
