@@ -548,10 +548,12 @@ def _episode_return(line: dict) -> str:
 
 def _reward_label(line: dict) -> str:
     """A reward-signal line's reward; the paired reward with its control (lines written before
-    ``paired_control`` existed used the random one)."""
+    ``paired_control`` existed used the random one), and what it compares when that is the gold
+    labels (``paired_target``; older lines compared the teacher)."""
     if line.get("reward") != "paired":
         return str(line.get("reward"))
-    return f"paired ({line.get('paired_control', 'random')} control)"
+    target = ", gold labels" if line.get("paired_target") == "labels" else ""
+    return f"paired ({line.get('paired_control', 'random')} control{target})"
 
 
 def _fmt0(value: float | None) -> str:

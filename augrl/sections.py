@@ -207,6 +207,7 @@ DECISIONS = ("batch", "sample")
 REWARDS = ("paired", "metric", "loss")
 PAIRED_CONTROLS = ("random", "disjoint", "trajectory")
 REWARD_SETS = ("all", "unlabelled")
+PAIRED_TARGETS = ("teacher", "labels")
 STUDENT_RESETS = ("episode", "never")
 PRECISIONS = ("auto", "fp32", "bf16")
 
@@ -242,6 +243,12 @@ class EnvConfig(ConfigMixin):
             texts alone, so the set the reward measures is disjoint from the validation set the
             features read: ``head_influence`` is the validation gradient's one-step look-ahead,
             and a keep rule on it would otherwise score the reward's own measurement).
+        paired_target: what the paired reward's validation loss compares the student with:
+            ``teacher`` (KL(teacher || student), the default) or ``labels`` (cross-entropy to the
+            validation set's gold labels, MSE for regression; the reward then measures on the
+            validation set alone, since ``reward_unlabelled`` texts have no labels). The teacher's
+            divergence rewards agreeing with the teacher, errors included; the gold labels reward
+            what the test measures, and they are not what ``head_influence`` reads.
         student_reset: ``episode`` (every reset restores a student and its optimiser: a
             warm-start snapshot, or the initial student without snapshots) or ``never`` (the
             student keeps learning across episodes).
@@ -274,6 +281,7 @@ class EnvConfig(ConfigMixin):
     reward: str = "paired"
     paired_control: str = "random"
     reward_on: str = "all"
+    paired_target: str = "teacher"
     student_reset: str = "episode"
     snapshot_steps: tuple = (0, 10, 25, 50, 100)
     episode_length: int | None = None
@@ -288,7 +296,8 @@ class EnvConfig(ConfigMixin):
 
     def __post_init__(self) -> None:
         for name, allowed in (("decision", DECISIONS), ("reward", REWARDS), ("paired_control", PAIRED_CONTROLS),
-                              ("reward_on", REWARD_SETS), ("student_reset", STUDENT_RESETS),
+                              ("reward_on", REWARD_SETS), ("paired_target", PAIRED_TARGETS),
+                              ("student_reset", STUDENT_RESETS),
                               ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")

@@ -19,6 +19,8 @@ One episode is one pass over the candidate pool D' (Algorithm 1 of L2A), in batc
     logits cached) than the random step did; the episode continues from the kept step. General
     progress, the target rows and dropout cancel; what is left is the value of the choice.
     Keeping all or none of a batch gives exactly 0 (the control is the same set).
+    ``paired_target="labels"`` compares the validation set's cross-entropy to its gold labels
+    (MSE for regression) instead of the divergence from the teacher.
     With ``paired_control="trajectory"`` the control is a second student that starts each
     episode from the same snapshot and follows its own random subsets (of the kept sets'
     sizes, on the same batches, target rows and dropout draws) all episode; the reward is the
@@ -472,22 +474,22 @@ class AugmentKDEnv(gym.Env):
             rng = self._rng_state.clone()
             self._last_control = self._control_positions(keep, n_kept)
             self._step_on(self._last_control, distiller)
-            divergence_control = self._validate(head=False, student=student)["val_divergence"]
+            loss_control = self._paired_loss(self._validate(head=False, student=student))
             self._rng_state = rng
             terms = self._step_on(positions)
             self._val = self._validate()
-            gap = divergence_control - self._val["val_divergence"]
+            gap = loss_control - self._paired_loss(self._val)
             reward, self._gap = gap - self._gap, gap
         elif self.config.reward == "paired":
             state, rng = self.distiller.training_state(), self._rng_state.clone()
             control = self._last_control = self._control_positions(keep, n_kept)
             self._step_on(control)
-            divergence_control = self._validate(head=False)["val_divergence"]
+            loss_control = self._paired_loss(self._validate(head=False))
             self.distiller.load_training_state(state)
             self._rng_state = rng
             terms = self._step_on(positions)
             self._val = self._validate()
-            reward = divergence_control - self._val["val_divergence"]
+            reward = loss_control - self._paired_loss(self._val)
         else:
             terms = self._step_on(positions)
             self._val = self._validate()
@@ -496,6 +498,11 @@ class AugmentKDEnv(gym.Env):
             else:
                 reward = before["val_loss"] - self._val["val_loss"]
         return float(reward), True, terms
+
+    def _paired_loss(self, validation: dict) -> float:
+        """What the paired reward compares (``paired_target``): the divergence from the teacher
+        on the reward set, or the validation set's loss to its gold labels."""
+        return validation["val_loss" if self.config.paired_target == "labels" else "val_divergence"]
 
     def _control_positions(self, keep: np.ndarray, size: int) -> np.ndarray:
         """The paired reward's control: ``size`` positions of the batch (``paired_control``)."""

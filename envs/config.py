@@ -39,6 +39,10 @@ class AugmentKDConfig(EnvConfig, WorldConfig, PoolConfig, RunConfig):
         if self.reward_on == "unlabelled" and not int(self.reward_unlabelled):
             raise ConfigError("reward_on='unlabelled' measures the paired reward on the reward_unlabelled texts alone, "
                               "but reward_unlabelled is 0; set reward_unlabelled (e.g. 200) or reward_on='all'")
+        if self.reward_on == "unlabelled" and self.paired_target == "labels":
+            raise ConfigError("paired_target='labels' measures the paired reward against gold labels, which the "
+                              "reward_unlabelled texts of reward_on='unlabelled' do not have; set reward_on='all' "
+                              "(the validation set) or paired_target='teacher'")
 
     #: fields of configs saved before the teacher section existed, and where they live now
     RENAMED: ClassVar[dict[str, str]] = {"teacher_epochs": "epochs", "teacher_lr": "lr",

@@ -80,7 +80,7 @@ def t_statistic(values: np.ndarray) -> float:
 
 
 def main(argv=None) -> int:
-    from augrl.sections import PAIRED_CONTROLS
+    from augrl.sections import PAIRED_CONTROLS, PAIRED_TARGETS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="rt")
@@ -97,6 +97,9 @@ def main(argv=None) -> int:
     parser.add_argument("--rewards", nargs="+", default=["paired", "metric"])
     parser.add_argument("--paired-controls", nargs="+", default=["random"], choices=list(PAIRED_CONTROLS),
                         help="the paired reward's control subsets to measure (paired_control)")
+    parser.add_argument("--paired-targets", nargs="+", default=["teacher"], choices=list(PAIRED_TARGETS),
+                        help="what the paired reward's validation loss compares with (paired_target): the "
+                             "teacher's outputs or the gold labels")
     parser.add_argument("--policies", nargs="+", default=["oracle", "anti-oracle"],
                         choices=["oracle", "anti-oracle", "random"],
                         help="random: a random subset of each batch of the clean share's size (the start of any "
@@ -133,10 +136,11 @@ def main(argv=None) -> int:
     every = {"oracle": lambda rows: ~planted[rows], "anti-oracle": lambda rows: planted[rows], "random": random_keep}
     policies = {name: every[name] for name in args.policies}
     lines = []
-    settings = [(reward, control) for reward in args.rewards
-                for control in (args.paired_controls if reward == "paired" else [None])]
-    for reward, control in settings:
-        changes = {"reward": reward, **({"paired_control": control} if control else {})}
+    settings = [(reward, control, target) for reward in args.rewards
+                for control in (args.paired_controls if reward == "paired" else [None])
+                for target in (args.paired_targets if reward == "paired" else [None])]
+    for reward, control, target in settings:
+        changes = {"reward": reward, **({"paired_control": control, "paired_target": target} if control else {})}
         env = AugmentKDEnv.from_world(world, **changes)
         for name, fn in policies.items():
             r, episode, seconds, contrast = act(env, fn, args.steps, args.seed, ~planted)
@@ -161,7 +165,7 @@ def main(argv=None) -> int:
                     "config": cfg.to_dict(), "world_timings": world.timings, "reward_set": world.reward_set, "teacher_val": info.get("val"),
                     **provenance()}
             lines.append(line)
-            label = reward if control is None else f"{reward} ({control})"
+            label = reward if control is None else f"{reward} ({control}, {target})"
             print(f"{label:>18} {name:>12}: mean {line['mean']:+.5f}  std {line['std']:.5f}  t {t:+.2f}  "
                   f"episode return t {line['return_t']:+.2f} over {len(returns)}  reward ~ clean contrast t "
                   f"{slope_t:+.2f} (episode return ~ episode contrast t {episode_t:+.2f})  ({len(r)} steps, {seconds:.0f} s)",

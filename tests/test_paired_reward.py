@@ -208,6 +208,34 @@ def test_the_reward_can_be_measured_on_the_unlabelled_texts_alone(flipped_world)
         AugmentKDConfig(task=world.config.task, reward_on="val")
 
 
+def test_the_paired_reward_can_compare_the_gold_labels_instead_of_the_teacher(flipped_world):
+    world, flipped = flipped_world
+    by_teacher = AugmentKDEnv(world=world)
+    by_labels = AugmentKDEnv(world=world.with_settings(paired_target="labels"))
+    by_teacher.reset(seed=3)
+    by_labels.reset(seed=3)
+    keep = (~flipped[by_labels.batch_rows]).astype(np.int8)
+    _, r_teacher, _, _, a = by_teacher.step(keep)
+    _, r_labels, _, _, b = by_labels.step(keep)
+    # the same kept step and the same control rows; only what the reward compares differs
+    assert a["val_loss"] == b["val_loss"] and a["val_divergence"] == b["val_divergence"]
+    assert np.array_equal(a["control_positions"], b["control_positions"]) and r_teacher != r_labels
+    # the control's gold-label loss is what a step on exactly the control rows reaches
+    replay = AugmentKDEnv(world=world)
+    replay.reset(seed=3)
+    as_control = np.zeros_like(keep)
+    as_control[b["control_positions"]] = 1
+    _, _, _, _, c = replay.step(as_control)
+    assert r_labels == pytest.approx(c["val_loss"] - b["val_loss"], rel=1e-5, abs=1e-7)
+    # flipped labels raise the validation set's gold-label loss
+    bad = _rewards(by_labels, lambda rows: flipped[rows])
+    assert bad.mean() / (bad.std(ddof=1) / np.sqrt(len(bad))) < -3
+    with pytest.raises(ConfigError, match="paired_target='labels'.*reward_on='unlabelled'"):
+        AugmentKDConfig(task=world.config.task, reward_on="unlabelled", reward_unlabelled=10, paired_target="labels")
+    with pytest.raises(ConfigError, match="paired_target must be one of"):
+        AugmentKDConfig(task=world.config.task, paired_target="gold")
+
+
 def test_the_report_rebuilds_the_reward_signal_table_with_each_control(tmp_path):
     from augrl.report import signal_markdown
     from augrl.results import append_jsonl
