@@ -35,6 +35,7 @@ from augrl.runtime import stage
 from augrl.training import evaluate
 
 ALGOS = {"ppo": "batch", "a2c": "batch", "dqn": "sample"}
+POLICIES = ("mlp", "slots")
 
 
 @dataclass
@@ -57,6 +58,9 @@ class PolicyConfig(ConfigMixin):
         eval_epochs, eval_batch_size: training of the evaluation's students (epochs over
             target + kept candidates, examples per step).
         policy_device: where the policy network runs (``cpu``: the MLP is tiny).
+        policy: ``mlp`` (SB3's ``MlpPolicy``: PPO and A2C read the batch as one flat vector)
+            or ``slots`` (PPO, A2C: :class:`~augrl.slot_policy.SlotPolicy`, one scorer shared
+            over the batch's slots). DQN decides per candidate and always uses ``mlp``.
     """
 
     algo: str = "ppo"
@@ -72,10 +76,16 @@ class PolicyConfig(ConfigMixin):
     eval_epochs: int = 3
     eval_batch_size: int = 32
     policy_device: str = "cpu"
+    policy: str = "mlp"
 
     def __post_init__(self) -> None:
         if self.algo not in ALGOS:
             raise ConfigError(f"unknown algo {self.algo!r}; use one of {sorted(ALGOS)}")
+        if self.policy not in POLICIES:
+            raise ConfigError(f"policy must be one of {list(POLICIES)}, got {self.policy!r}")
+        if self.policy == "slots" and ALGOS[self.algo] != "batch":
+            raise ConfigError(f"policy='slots' shares one scorer over a batch's slots, but {self.algo} decides one "
+                              "candidate at a time; use policy='mlp' with dqn, or algo='ppo' / 'a2c'")
         if self.episodes < 1:
             raise ConfigError(f"episodes must be >= 1, got {self.episodes}")
         if self.max_steps is not None and self.max_steps < 1:
@@ -94,13 +104,19 @@ def make_agent(algo: str, env, cfg: PolicyConfig, seed: int, tensorboard: str | 
     common = dict(learning_rate=cfg.learning_rate, gamma=cfg.gamma, seed=seed, device=cfg.policy_device,
                   tensorboard_log=tensorboard, verbose=0)
     steps = env.unwrapped.steps_per_episode if hasattr(env, "unwrapped") else env.steps_per_episode
+    if cfg.policy == "slots":
+        from augrl.slot_policy import SlotPolicy
+
+        policy = SlotPolicy
+    else:
+        policy = "MlpPolicy"
     if algo == "ppo":
         # at least 2: PPO normalises advantages over a minibatch
         n_steps = max(2, min(cfg.n_steps or steps, total or steps))
-        agent = PPO("MlpPolicy", env, n_steps=n_steps, batch_size=min(cfg.batch_size, n_steps), ent_coef=cfg.ent_coef,
+        agent = PPO(policy, env, n_steps=n_steps, batch_size=min(cfg.batch_size, n_steps), ent_coef=cfg.ent_coef,
                     **common)
     elif algo == "a2c":
-        agent = A2C("MlpPolicy", env, n_steps=min(cfg.n_steps or 5, total or 5), ent_coef=cfg.ent_coef, **common)
+        agent = A2C(policy, env, n_steps=min(cfg.n_steps or 5, total or 5), ent_coef=cfg.ent_coef, **common)
     else:
         agent = DQN("MlpPolicy", env, batch_size=cfg.batch_size, learning_starts=min(1000, 4 * env.unwrapped.B),
                     buffer_size=50_000, target_update_interval=cfg.target_update_interval, **common)
@@ -363,3 +379,7 @@ def register_methods() -> None:
         methods.register(name, _bench_policy, augmenter="eda", options={**defaults, "algo": algo},
                          description=f"KD on the top-scored share of the pool by an SB3 {algo.upper()} policy "
                                      "(trained on augrl/AugmentKD-v0, paired reward)")
+    methods.register("kd+ppo-slots", _bench_policy, augmenter="eda",
+                     options={**defaults, "algo": "ppo", "policy": "slots"},
+                     description="kd+ppo with one scorer shared over the batch's slots (augrl.slot_policy.SlotPolicy) "
+                                 "instead of an MLP over the flattened batch")

@@ -110,3 +110,71 @@ def test_an_agent_without_tensorboard_leaves_no_sb3_log_folder(tmp_path, monkeyp
     for algo in ("a2c", "ppo"):
         make_agent(algo, Tiny(), PolicyConfig(), seed=0, total=4).learn(8)
     assert list(tmp_path.iterdir()) == []
+
+
+class _SlotBandit:
+    """A batch bandit: B candidates of F random features; keeping a candidate pays +1 when its
+    first feature is positive and -1 otherwise (gamma 0: every step is its own episode)."""
+
+    def __new__(cls, slots: int = 8, features: int = 3, seed: int = 0):
+        import gymnasium as gym
+
+        class Bandit(gym.Env):
+            observation_space = gym.spaces.Box(-3, 3, (slots, features), dtype=np.float32)
+            action_space = gym.spaces.MultiBinary(slots)
+            steps_per_episode = 1
+
+            def reset(self, seed=None, options=None):
+                super().reset(seed=seed)
+                self.obs = self.np_random.normal(size=(slots, features)).clip(-3, 3).astype(np.float32)
+                return self.obs, {}
+
+            def step(self, action):
+                reward = float(np.where(self.obs[:, 0] > 0, 1.0, -1.0) @ np.asarray(action, dtype=float))
+                return self.reset()[0], reward, True, False, {}
+
+        return Bandit()
+
+
+def test_the_slot_policy_is_permutation_equivariant_and_its_size_does_not_grow_with_the_batch():
+    import torch
+
+    from augrl.policies import PolicyConfig, make_agent
+
+    agents = {b: make_agent("ppo", _SlotBandit(slots=b), PolicyConfig(policy="slots"), seed=0, total=4) for b in (8, 32)}
+    sizes = {b: sum(p.numel() for p in a.policy.parameters()) for b, a in agents.items()}
+    assert sizes[8] == sizes[32]
+    flat = {b: sum(p.numel() for p in make_agent("ppo", _SlotBandit(slots=b), PolicyConfig(), seed=0,
+                                                   total=4).policy.parameters()) for b in (8, 32)}
+    assert flat[32] > flat[8]  # the MlpPolicy's input and output layers grow with B
+    policy = agents[8].policy
+    obs = torch.as_tensor(np.random.default_rng(0).normal(size=(1, 8, 3)), dtype=torch.float32)
+    perm = torch.as_tensor(np.random.default_rng(1).permutation(8))
+    with torch.no_grad():
+        probs = policy.get_distribution(obs).distribution.probs
+        permuted = policy.get_distribution(obs[:, perm]).distribution.probs
+        values = policy.predict_values(obs), policy.predict_values(obs[:, perm])
+    assert torch.allclose(permuted, probs[:, perm], atol=1e-6)
+    assert torch.allclose(*values, atol=1e-6)
+    assert not torch.allclose(probs, probs[:, perm])  # the slots are scored, not given one probability
+
+
+def test_ppo_with_the_slot_policy_learns_which_candidates_pay():
+    from augrl.metrics import detection_auc
+    from augrl.policies import PolicyConfig, make_agent, policy_scores
+
+    env = _SlotBandit(slots=8)
+    agent = make_agent("ppo", env, PolicyConfig(policy="slots", n_steps=64, learning_rate=3e-3), seed=0, total=64)
+    agent.learn(1024)
+    rows = np.random.default_rng(2).normal(size=(256, 3)).astype(np.float32)
+    scores = policy_scores(agent, rows, "batch", 8)
+    assert detection_auc(scores, rows[:, 0] <= 0) > 0.9  # the candidates that cost score lowest
+
+
+def test_slot_policy_config_errors():
+    from augrl.policies import PolicyConfig
+
+    with pytest.raises(ConfigError, match="policy must be one of"):
+        PolicyConfig(policy="cnn")
+    with pytest.raises(ConfigError, match="policy='slots'.*dqn decides one candidate at a time"):
+        PolicyConfig(algo="dqn", policy="slots")
