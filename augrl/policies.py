@@ -379,7 +379,11 @@ def register_methods() -> None:
         methods.register(name, _bench_policy, augmenter="eda", options={**defaults, "algo": algo},
                          description=f"KD on the top-scored share of the pool by an SB3 {algo.upper()} policy "
                                      "(trained on augrl/AugmentKD-v0, paired reward)")
+    # the trajectory control compounds a consistent choice over the episode (the anti-oracle's
+    # reward is clearer with it, README "Learned selection"), so the return-to-go (gamma 1) is
+    # what credits an action
     methods.register("kd+ppo-slots", _bench_policy, augmenter="eda",
-                     options={**defaults, "algo": "ppo", "policy": "slots"},
-                     description="kd+ppo with one scorer shared over the batch's slots (augrl.slot_policy.SlotPolicy) "
-                                 "instead of an MLP over the flattened batch")
+                     options={**defaults, "algo": "ppo", "policy": "slots", "gamma": 1.0,
+                              "env": {"episode_length": 10, "paired_control": "trajectory"}},
+                     description="PPO with one scorer shared over the batch's slots (augrl.slot_policy.SlotPolicy) on "
+                                 "the paired reward with a trajectory control and return-to-go, then its top share")
