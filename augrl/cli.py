@@ -383,7 +383,7 @@ def cmd_train_policy(args: argparse.Namespace) -> None:
     env_cfg = _env_config(args)
     policy = PolicyConfig(algo=args.algo, max_steps=args.max_steps).replace(
         episodes=args.episodes, learning_rate=args.policy_lr, gamma=args.gamma, ent_coef=args.ent_coef,
-        n_steps=args.n_steps, eval_epochs=args.eval_epochs)
+        n_steps=args.n_steps, eval_epochs=args.eval_epochs, policy=args.policy)
     records = []
     for seed in range(env_cfg.seed, env_cfg.seed + max(1, args.seeds)):
         record = train_policy(env_cfg.replace(seed=seed), policy, out_dir=args.out, progress=not args.quiet)
@@ -669,8 +669,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ppo, a2c (batch decisions) or dqn (one decision per candidate)")
     p.add_argument("--episodes", type=int, default=None, help="training episodes (default 10)")
     p.add_argument("--policy-lr", type=float, default=None, help="the agent's learning rate (default 3e-4)")
-    p.add_argument("--gamma", type=float, default=None, help="discount (default 0.99)")
-    p.add_argument("--ent-coef", type=float, default=None, help="PPO/A2C entropy coefficient (default 0)")
+    p.add_argument("--gamma", type=float, default=None,
+                   help="discount (default 0: the paired reward is per step, so each step is a bandit)")
+    p.add_argument("--ent-coef", type=float, default=None, help="PPO/A2C entropy coefficient (default 0.01)")
+    p.add_argument("--policy", default=None, choices=["mlp", "slots"],
+                   help="PPO/A2C network: mlp (SB3's MlpPolicy over the flattened batch, default) or slots (one "
+                        "scorer shared over the batch's slots, augrl.slot_policy.SlotPolicy)")
     p.add_argument("--n-steps", type=int, default=None, help="PPO/A2C rollout length (default: one episode / 5)")
     p.add_argument("--eval-epochs", type=int, default=None,
                    help="epochs of the evaluation's students over target + kept candidates (default 3)")

@@ -40,18 +40,20 @@ def test_train_policy_record_files_and_honest_evaluation(policy_world, algo, tmp
     json.dumps(record, default=str)
 
 
-def test_saved_policy_reloads_and_selects_the_same(policy_world, tmp_path):
+@pytest.mark.parametrize("network", ["mlp", "slots"])
+def test_saved_policy_reloads_and_selects_the_same(policy_world, network, tmp_path):
     from stable_baselines3 import PPO
 
     from augrl.policies import PolicyConfig, select_by_policy, train_policy
 
-    cfg = PolicyConfig(algo="ppo", episodes=1, eval_epochs=1, eval_batch_size=8, budget=0.25)
+    cfg = PolicyConfig(algo="ppo", episodes=1, eval_epochs=1, eval_batch_size=8, budget=0.25, policy=network)
     record = train_policy(policy_world.config, cfg, out_dir=tmp_path, progress=False, world=policy_world)
     agent = PPO.load(record["policy_path"], device="cpu")
     kept, scores = select_by_policy(agent, policy_world, "batch", cfg.budget, seed=0)
     assert kept == record["evaluation"]["policy"]["kept_indices"]
     assert len(kept) == round(0.25 * len(policy_world.pool)) == record["evaluation"]["random"]["kept"]
     assert min(scores[kept]) >= max(np.delete(scores, kept))  # the top of the policy's scores
+    assert (type(agent.policy).__name__ == "SlotPolicy") == (network == "slots")  # the class travels in the zip
 
 
 def test_policy_config_errors():
