@@ -33,18 +33,18 @@ import numpy as np
 
 
 def act(env, keep_fn, steps: int, seed: int, clean: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, np.ndarray]:
-    """Rewards of ``steps`` steps of a policy ``keep_fn(pool rows) -> bool mask``, the episode
+    """Rewards of ``steps`` steps of a policy ``keep_fn(pool rows, observation) -> bool mask``, the episode
     each came from, seconds, and each step's clean contrast: how many more clean candidates
     (``clean``: (N,) bool over the pool) the kept set held than the paired reward's control
     subset (NaN without a paired control)."""
     rewards, episodes, contrasts, episode, start = [], [], [], 0, time.perf_counter()
     while len(rewards) < steps:
-        env.reset(seed=seed * 10_000 + episode)
+        obs, _ = env.reset(seed=seed * 10_000 + episode)
         done = False
         while not done and len(rewards) < steps:
             rows = env.batch_rows.copy()
-            keep = keep_fn(rows).astype(np.int8)
-            _, r, done, _, info = env.step(keep)
+            keep = keep_fn(rows, obs).astype(np.int8)
+            obs, r, done, _, info = env.step(keep)
             rewards.append(r)
             episodes.append(episode)
             control = info.get("control_positions")
@@ -101,9 +101,11 @@ def main(argv=None) -> int:
                         help="what the paired reward's validation loss compares with (paired_target): the "
                              "teacher's outputs or the gold labels")
     parser.add_argument("--policies", nargs="+", default=["oracle", "anti-oracle"],
-                        choices=["oracle", "anti-oracle", "random"],
-                        help="random: a random subset of each batch of the clean share's size (the start of any "
-                             "learner); each line also regresses the rewards on the kept-minus-control clean count")
+                        help="oracle, anti-oracle, random (a random subset of each batch of the clean share's size: "
+                             "the start of any learner) or rule:FEATURE:+ / rule:FEATURE:- (the clean share's size "
+                             "of each batch with the highest / lowest FEATURE, as rule search plays it); every "
+                             "policy plays the same episodes (reset seeds), and each line also regresses the "
+                             "rewards on the kept-minus-control clean count")
     parser.add_argument("--out", default=None)
     args = parser.parse_args(argv)
 
@@ -133,8 +135,28 @@ def main(argv=None) -> int:
         keep[keep_rng.permutation(len(rows))[:max(1, round((1 - planted.mean()) * len(rows)))]] = True
         return keep
 
-    every = {"oracle": lambda rows: ~planted[rows], "anti-oracle": lambda rows: planted[rows], "random": random_keep}
-    policies = {name: every[name] for name in args.policies}
+    size = lambda rows: max(1, round((1 - planted.mean()) * len(rows)))  # noqa: E731
+
+    def rule_keep(column: int, sign: float):
+        def keep(rows: np.ndarray, obs: np.ndarray) -> np.ndarray:
+            mask = np.zeros(len(rows), dtype=bool)
+            mask[np.argsort(-sign * np.asarray(obs)[:, column], kind="stable")[:size(rows)]] = True
+            return mask
+        return keep
+
+    every = {"oracle": lambda rows, obs: ~planted[rows], "anti-oracle": lambda rows, obs: planted[rows],
+             "random": lambda rows, obs: random_keep(rows)}
+    names = list(world.feature_names)
+    policies = {}
+    for name in args.policies:
+        if name in every:
+            policies[name] = every[name]
+            continue
+        parts = name.split(":")
+        if len(parts) != 3 or parts[0] != "rule" or parts[1] not in names or parts[2] not in ("+", "-"):
+            parser.error(f"--policies {name!r}: use oracle, anti-oracle, random or rule:FEATURE:+|- with FEATURE one "
+                         f"of this world's features {names}")
+        policies[name] = rule_keep(names.index(parts[1]), 1.0 if parts[2] == "+" else -1.0)
     lines = []
     settings = [(reward, control, target) for reward in args.rewards
                 for control in (args.paired_controls if reward == "paired" else [None])
@@ -156,7 +178,8 @@ def main(argv=None) -> int:
                     **changes, "policy": name, "steps": len(r), "mean": float(r.mean()),
                     "std": float(r.std(ddof=1)), "t": t, "episode_length": env.steps_per_episode,
                     "episodes": len(returns), "return_mean": float(returns.mean()) if len(returns) else None,
-                    "return_t": t_statistic(returns), "seconds": round(seconds, 1),
+                    "return_t": t_statistic(returns), "episode_returns": [float(x) for x in returns],
+                    "seconds": round(seconds, 1),
                     "clean_contrast": {"mean": float(np.nanmean(contrast)) if not np.isnan(contrast).all() else None,
                                        "slope": slope, "t": slope_t, "running_slope": running_slope,
                                        "running_t": running_t, "episode_slope": episode_slope,
