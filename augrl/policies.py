@@ -133,12 +133,17 @@ def _callback(total: int, progress: bool, checkpoints: bool = False):
 
     class EpisodeLog(BaseCallback):
         """Per-episode return, final validation metric and kept fraction; a progress bar; with
-        ``checkpoints``, the policy's weights at every episode's end (``(env_steps, state)``)."""
+        ``checkpoints``, the policy's weights after every episode (``(env_steps, state)``).
+
+        SB3 updates the policy after a rollout is collected (PPO, A2C) or every few steps (DQN),
+        so an episode's end comes before the update that learns from it: its checkpoint is taken
+        at the start of the next rollout, or at the end of training, after that update."""
 
         def __init__(self) -> None:
             super().__init__()
             self.episodes: list[dict] = []
             self.checkpoints: list[tuple[int, dict]] = []
+            self._pending: list[int] = []  # env steps of episodes whose checkpoint waits for the update
             self._return = 0.0
             self.bar = tqdm(total=total, desc="policy", unit="step", disable=not progress, file=sys.stderr,
                             leave=False)
@@ -153,14 +158,24 @@ def _callback(total: int, progress: bool, checkpoints: bool = False):
                        "env_steps": self.num_timesteps}
                 self.episodes.append(row)
                 if checkpoints:
-                    self.checkpoints.append((self.num_timesteps, copy.deepcopy(self.model.policy.state_dict())))
+                    self._pending.append(self.num_timesteps)
                 for k in ("return", "val_metric", "kept_fraction"):
                     self.logger.record(f"augrl/episode_{k}", row[k])
                 self.bar.set_postfix(ret=f"{row['return']:+.3f}", val=f"{row['val_metric']:.3f}")
                 self._return = 0.0
             return True
 
+        def _flush(self) -> None:
+            if self._pending:
+                state = copy.deepcopy(self.model.policy.state_dict())
+                self.checkpoints.extend((steps, state) for steps in self._pending)
+                self._pending = []
+
+        def _on_rollout_start(self) -> None:
+            self._flush()
+
         def _on_training_end(self) -> None:
+            self._flush()
             self.bar.close()
 
     return EpisodeLog()

@@ -63,7 +63,7 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
         assert [p["env_steps"] for p in curve] == sorted({p["env_steps"] for p in curve}) and curve[0]["env_steps"] > 0
         assert curve[-1]["env_steps"] <= by[name]["policy_training"]["env_steps"]
     # the last checkpoint is the final policy: its AUC is the row's
-    for name in ("kd+reinforce", "kd+rule-search"):
+    for name in ("kd+reinforce", "kd+rule-search", "kd+ppo", "kd+ppo-slots"):
         assert by[name]["policy_training"]["detection_curve"][-1]["detection_auc"] == \
             pytest.approx(by[name]["selection"]["detection_auc"], abs=1e-6)
     # the report's selection table: every row against kd+random, with detection and RL cost
