@@ -49,7 +49,12 @@ class PolicyConfig(ConfigMixin):
             the optimiser steps of the evaluation's students (smoke runs); None: no cap.
         learning_rate, gamma, ent_coef: the agent's settings (SB3 names). ``gamma = 0`` by
             default: the paired reward is a per-step counterfactual, so each step is a bandit.
-        n_steps: PPO/A2C rollout length in env steps (None: one episode for PPO, 5 for A2C).
+        n_steps: PPO/A2C rollout length in env steps (None: one episode for PPO, 5 for A2C);
+            DQN: the n of its n-step returns (SB3's ``n_steps``; None: 1). In sample mode a
+            batch's reward comes with its B-th decision and the other B - 1 get 0, so with
+            ``gamma = 0`` and 1-step returns only the last decision of each batch is credited;
+            ``n_steps = B``, ``gamma = 1`` and one-batch episodes credit every decision of the
+            batch with its reward (``kd+dqn-nstep``).
         batch_size: PPO minibatch / DQN batch size.
         target_update_interval: DQN's target network update period in env steps (within the run).
         budget: the share of the pool the trained policy keeps: the top ``budget`` fraction of
@@ -119,7 +124,8 @@ def make_agent(algo: str, env, cfg: PolicyConfig, seed: int, tensorboard: str | 
         agent = A2C(policy, env, n_steps=min(cfg.n_steps or 5, total or 5), ent_coef=cfg.ent_coef, **common)
     else:
         agent = DQN("MlpPolicy", env, batch_size=cfg.batch_size, learning_starts=min(1000, 4 * env.unwrapped.B),
-                    buffer_size=50_000, target_update_interval=cfg.target_update_interval, **common)
+                    buffer_size=50_000, target_update_interval=cfg.target_update_interval, n_steps=cfg.n_steps or 1,
+                    **common)
     if tensorboard is None:
         # SB3's default logger makes an empty /tmp/SB3-<time> folder per agent even when it writes nothing
         from stable_baselines3.common.logger import Logger
@@ -394,6 +400,14 @@ def register_methods() -> None:
         methods.register(name, _bench_policy, augmenter="eda", options={**defaults, "algo": algo},
                          description=f"KD on the top-scored share of the pool by an SB3 {algo.upper()} policy "
                                      "(trained on augrl/AugmentKD-v0, paired reward)")
+    # sample mode pays a batch's reward on its last decision: n-step returns over the batch, in
+    # one-batch episodes, give every decision of the batch that reward (PolicyConfig.n_steps);
+    # 300 episodes of one batch are kd+dqn's 300 batches (32 = the env's default batch_size)
+    methods.register("kd+dqn-nstep", _bench_policy, augmenter="eda",
+                     options={**defaults, "algo": "dqn", "gamma": 1.0, "n_steps": 32, "episodes": 300,
+                              "env": {"episode_length": 1}},
+                     description="DQN whose every per-candidate decision is credited with its batch's paired reward "
+                                 "(32-step returns, gamma 1, one-batch episodes), then its top share")
     # the trajectory control compounds a consistent choice over the episode (the anti-oracle's
     # reward is clearer with it, README "Learned selection"), so the return-to-go (gamma 1) is
     # what credits an action

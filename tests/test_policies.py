@@ -180,3 +180,40 @@ def test_slot_policy_config_errors():
         PolicyConfig(policy="cnn")
     with pytest.raises(ConfigError, match="policy='slots'.*dqn decides one candidate at a time"):
         PolicyConfig(algo="dqn", policy="slots")
+
+
+def test_dqn_with_batch_long_returns_credits_every_decision_of_a_batch():
+    """Sample mode pays a batch's reward with its last decision; 8-step returns at gamma 1 in
+    one-batch episodes carry it back to every decision (``kd+dqn-nstep``)."""
+    import gymnasium as gym
+    import torch
+
+    from augrl.metrics import detection_auc
+    from augrl.policies import PolicyConfig, make_agent
+
+    class SampleBandit(gym.Env):
+        B = 8
+        observation_space = gym.spaces.Box(-3, 3, (3,), dtype=np.float32)
+        action_space = gym.spaces.Discrete(2)
+        steps_per_episode = 1
+
+        def reset(self, seed=None, options=None):
+            super().reset(seed=seed)
+            self.x = self.np_random.normal(size=(self.B, 3)).clip(-3, 3).astype(np.float32)
+            self.j, self.total = 0, 0.0
+            return self.x[0], {}
+
+        def step(self, action):
+            self.total += float(action) * (1.0 if self.x[self.j, 0] > 0 else -1.0)
+            self.j += 1
+            done = self.j == self.B
+            return (np.zeros(3, np.float32) if done else self.x[self.j]), (self.total if done else 0.0), done, False, {}
+
+    agent = make_agent("dqn", SampleBandit(), PolicyConfig(algo="dqn", gamma=1.0, n_steps=8, learning_rate=1e-3),
+                       seed=0)
+    assert type(agent.replay_buffer).__name__ == "NStepReplayBuffer"
+    agent.learn(2000)
+    rows = np.random.default_rng(2).normal(size=(512, 3)).astype(np.float32)
+    with torch.no_grad():
+        q = agent.q_net(torch.as_tensor(rows)).numpy()
+    assert detection_auc(q[:, 1] - q[:, 0], rows[:, 0] <= 0) > 0.95

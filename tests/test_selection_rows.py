@@ -26,7 +26,7 @@ def _define(names, **options):
 
 def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, base, tmp_path):
     rows = ["kd+oracle", "kd+random", "kd+confidence", "kd+kl", "kd+valsim", "kd+influence", "kd+reinforce",
-            "kd+thompson", "kd+rule-search", "kd+ppo", "kd+ppo-slots"]
+            "kd+thompson", "kd+rule-search", "kd+ppo", "kd+ppo-slots", "kd+dqn-nstep"]
     define = _define(rows)
     for name in ("kd+reinforce", "kd+thompson", "kd+rule-search"):
         define[name]["options"].update(episodes=2, env={"episode_length": 2, "snapshot_steps": [0, 2],
@@ -34,6 +34,7 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
     define["kd+ppo"]["options"].update(episodes=1, env={"episode_length": 2, "snapshot_steps": [0, 2]})
     define["kd+ppo-slots"]["options"].update(episodes=1, env={"episode_length": 2, "snapshot_steps": [0, 2],
                                                               "paired_control": "trajectory"})
+    define["kd+dqn-nstep"]["options"].update(episodes=2, env={"episode_length": 1, "snapshot_steps": [0, 2]})
     settings = bench.BenchSettings(tasks=[str(toy_tasks["single_file"])], methods=rows, seeds=1, shots=[8],
                                    define=define)
     bench.run_bench(settings, base, tmp_path, progress=False, max_steps=2)
@@ -53,11 +54,14 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
     assert "random_same_size" in by["kd+ppo"]
     for name in ("kd+ppo", "kd+ppo-slots"):
         assert by[name]["policy_training"]["updates"] == 10  # one rollout of 2 steps, PPO's 10 epochs over it
+    nstep = by["kd+dqn-nstep"]["method_options"]
+    assert (nstep["n_steps"], nstep["gamma"], nstep["env"]["episode_length"]) == (32, 1.0, 1)
     for name in ("kd+thompson", "kd+rule-search"):  # --max-steps 2: one episode of 2 steps
         training = by[name]["policy_training"]
         assert training["env_steps"] == 2 * len(training["episodes"]) == 2
     assert by["kd+rule-search"]["policy_training"]["ranking"][0]["leader"]
-    for name in ("kd+reinforce", "kd+thompson", "kd+rule-search", "kd+ppo", "kd+ppo-slots"):  # the AUC after every episode
+    # (--max-steps 2 ends kd+dqn-nstep within its first 16-decision episode: it has no checkpoint)
+    for name in ("kd+reinforce", "kd+thompson", "kd+rule-search", "kd+ppo", "kd+ppo-slots"):
         curve = by[name]["policy_training"]["detection_curve"]
         assert curve and all(0.0 <= p["detection_auc"] <= 1.0 for p in curve)
         assert [p["env_steps"] for p in curve] == sorted({p["env_steps"] for p in curve}) and curve[0]["env_steps"] > 0
@@ -82,7 +86,7 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
     # the gates: the learned rows only, each judged on its planted pool
     gated = {line.split(" | ")[0].lstrip("| ") for line in gates.splitlines()
              if line.startswith("| kd") and line.split(" | ")[6] != "-"}
-    assert gated == {"kd+reinforce", "kd+thompson", "kd+rule-search", "kd+ppo", "kd+ppo-slots"}
+    assert gated == {"kd+reinforce", "kd+thompson", "kd+rule-search", "kd+ppo", "kd+ppo-slots", "kd+dqn-nstep"}
 
 
 def test_oracle_needs_a_planted_pool_and_bad_settings_fail_before_training(toy_tasks, base, tmp_path):
