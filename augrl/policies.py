@@ -272,7 +272,7 @@ def learn_policy(world, cfg: PolicyConfig, seed: int, run_dir: Path | None = Non
     Returns:
         ``(agent, log, seconds)``: the SB3 agent, the episode log (``log.episodes``: return,
         validation metric and kept fraction per episode; with ``checkpoints``, ``log.checkpoints``:
-        the policy's weights at every episode's end) and the training wall time.
+        the policy's weights after every episode's update) and the training wall time.
     """
     from stable_baselines3.common.monitor import Monitor
 
