@@ -115,6 +115,7 @@ def main(argv=None) -> int:
     from augrl.planted import plant
     from augrl.pool import build_pool
     from augrl.results import provenance
+    from augrl.selection.rule_search import RuleSearchSelector
     from augrl.teachers import obtain_teacher
 
     cfg = AugmentKDConfig(task=args.task, shots=args.shots, seed=args.seed, episode_length=args.episode_length,
@@ -130,19 +131,16 @@ def main(argv=None) -> int:
     planted = np.asarray(pool.planted, dtype=bool)
     keep_rng = np.random.default_rng([args.seed, 17])
 
+    def size(rows: np.ndarray) -> int:  # the clean share of a batch: what random and rule policies keep
+        return max(1, round((1 - planted.mean()) * len(rows)))
+
     def random_keep(rows: np.ndarray) -> np.ndarray:
         keep = np.zeros(len(rows), dtype=bool)
-        keep[keep_rng.permutation(len(rows))[:max(1, round((1 - planted.mean()) * len(rows)))]] = True
+        keep[keep_rng.permutation(len(rows))[:size(rows)]] = True
         return keep
-
-    size = lambda rows: max(1, round((1 - planted.mean()) * len(rows)))  # noqa: E731
 
     def rule_keep(column: int, sign: float):
-        def keep(rows: np.ndarray, obs: np.ndarray) -> np.ndarray:
-            mask = np.zeros(len(rows), dtype=bool)
-            mask[np.argsort(-sign * np.asarray(obs)[:, column], kind="stable")[:size(rows)]] = True
-            return mask
-        return keep
+        return lambda rows, obs: RuleSearchSelector.keep_mask(obs, column, sign, size(rows)).astype(bool)
 
     every = {"oracle": lambda rows, obs: ~planted[rows], "anti-oracle": lambda rows, obs: planted[rows],
              "random": lambda rows, obs: random_keep(rows)}

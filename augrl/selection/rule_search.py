@@ -130,6 +130,14 @@ class RuleSearchSelector(BudgetedSelector):
             w[int(rule)] = float(sign)
         self.policy.weight.copy_(w)
 
+    @staticmethod
+    def keep_mask(x: np.ndarray, rule: int, sign: float, k: int) -> np.ndarray:
+        """(B,) int64 keep action for (B, F) features ``x``: the ``k`` rows with the highest
+        ``sign * x[:, rule]`` (ties: the earlier row)."""
+        action = np.zeros(len(x), dtype=np.int64)
+        action[np.argsort(-sign * np.asarray(x)[:, rule], kind="stable")[:k]] = 1
+        return action
+
     def play(self, env, rule: int, sign: float, seed: int | None) -> dict:
         """One episode keeping the top ``budget`` share of each batch by ``sign * x_rule``."""
         from .rankers import budget_size
@@ -139,9 +147,7 @@ class RuleSearchSelector(BudgetedSelector):
         while not done:
             x = self._states(obs).numpy()
             k = budget_size(len(x), self.config.budget)
-            action = np.zeros(len(x), dtype=np.int64)
-            action[np.argsort(-sign * x[:, rule], kind="stable")[:k]] = 1
-            obs, r, terminated, truncated, info = env.step(action)
+            obs, r, terminated, truncated, info = env.step(self.keep_mask(x, rule, sign, k))
             rewards.append(float(r))
             kept_total, seen, done = kept_total + k, seen + len(x), terminated or truncated
         return {"return": float(sum(rewards)), "rewards": rewards, "info": info, "rule": self.feature_names[rule],
