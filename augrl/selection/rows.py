@@ -299,10 +299,3 @@ def register_methods() -> None:
                               "env": {"episode_length": 10, "paired_control": "trajectory"}},
                      description="rule search with common random numbers: both signs of every feature are arms, "
                                  "and every arm of a round plays the same episodes; the best fifth goes on")
-    methods.register("kd+rule-search-crn-unlabelled", _learned_row, augmenter="eda",
-                     options={**common, "learner": "rule_search", "episodes": 50,
-                              "selector": {"common_episodes": True, "keep_fraction": 0.2, "episodes_per_round": 1},
-                              "env": {"episode_length": 10, "paired_control": "trajectory",
-                                      "reward_on": "unlabelled", "reward_unlabelled": 200}},
-                     description="kd+rule-search-crn with the paired reward measured on 200 teacher-labelled "
-                                 "unlabelled target texts alone, disjoint from the validation set the features read")
