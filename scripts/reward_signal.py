@@ -80,7 +80,7 @@ def t_statistic(values: np.ndarray) -> float:
 
 
 def main(argv=None) -> int:
-    from augrl.sections import PAIRED_CONTROLS, PAIRED_TARGETS
+    from augrl.sections import PAIRED_CONTROLS, PAIRED_TARGETS, REWARD_SETS
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--task", default="rt")
@@ -92,6 +92,9 @@ def main(argv=None) -> int:
                         help="weight of the hard-label term (the objective is dark_ce 1 + hard_ce W)")
     parser.add_argument("--reward-unlabelled", type=int, default=0,
                         help="unlabelled target texts added to the paired reward's divergence set")
+    parser.add_argument("--reward-on", default="all", choices=list(REWARD_SETS),
+                        help="the texts the paired reward's divergence is measured on (reward_on): all, or the "
+                             "--reward-unlabelled texts alone")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--episode-length", type=int, default=10)
     parser.add_argument("--rewards", nargs="+", default=["paired", "metric"])
@@ -103,7 +106,10 @@ def main(argv=None) -> int:
     parser.add_argument("--policies", nargs="+", default=["oracle", "anti-oracle"],
                         help="oracle, anti-oracle, random (a random subset of each batch of the clean share's size: "
                              "the start of any learner) or rule:FEATURE:+ / rule:FEATURE:- (the clean share's size "
-                             "of each batch with the highest / lowest FEATURE, as rule search plays it); every "
+                             "of each batch with the highest / lowest FEATURE, as rule search plays it) or "
+                             "static:FEATURE:+ / static:FEATURE:- (the same, but by FEATURE measured once per "
+                             "candidate and averaged over the warm-start snapshots, as a selector's final "
+                             "selection scores it, instead of at the episode's current student); every "
                              "policy plays the same episodes (reset seeds), and each line also regresses the "
                              "rewards on the kept-minus-control clean count")
     parser.add_argument("--out", default=None)
@@ -120,7 +126,7 @@ def main(argv=None) -> int:
 
     cfg = AugmentKDConfig(task=args.task, shots=args.shots, seed=args.seed, episode_length=args.episode_length,
                           objective={"dark_ce": 1.0, "hard_ce": args.hard_weight},
-                          reward_unlabelled=args.reward_unlabelled)
+                          reward_unlabelled=args.reward_unlabelled, reward_on=args.reward_on)
     data = prepare(cfg.run_config())
     teacher, info = obtain_teacher(cfg.run_config(), data, None, progress=True)
     augmenter = baselines.get("eda").fit(data.task)
@@ -142,6 +148,13 @@ def main(argv=None) -> int:
     def rule_keep(column: int, sign: float):
         return lambda rows, obs: RuleSearchSelector.keep_mask(obs, column, sign, size(rows)).astype(bool)
 
+    static_view: list[np.ndarray] = []  # (N, F) pool observations averaged over the snapshots, built once
+
+    def static_keep(column: int, sign: float):
+        def keep(rows, obs):
+            return RuleSearchSelector.keep_mask(static_view[0][rows], column, sign, size(rows)).astype(bool)
+        return keep
+
     every = {"oracle": lambda rows, obs: ~planted[rows], "anti-oracle": lambda rows, obs: planted[rows],
              "random": lambda rows, obs: random_keep(rows)}
     names = list(world.feature_names)
@@ -151,10 +164,11 @@ def main(argv=None) -> int:
             policies[name] = every[name]
             continue
         parts = name.split(":")
-        if len(parts) != 3 or parts[0] != "rule" or parts[1] not in names or parts[2] not in ("+", "-"):
-            parser.error(f"--policies {name!r}: use oracle, anti-oracle, random or rule:FEATURE:+|- with FEATURE one "
-                         f"of this world's features {names}")
-        policies[name] = rule_keep(names.index(parts[1]), 1.0 if parts[2] == "+" else -1.0)
+        if len(parts) != 3 or parts[0] not in ("rule", "static") or parts[1] not in names or parts[2] not in ("+", "-"):
+            parser.error(f"--policies {name!r}: use oracle, anti-oracle, random, rule:FEATURE:+|- or "
+                         f"static:FEATURE:+|- with FEATURE one of this world's features {names}")
+        policies[name] = (rule_keep if parts[0] == "rule" else static_keep)(names.index(parts[1]),
+                                                                            1.0 if parts[2] == "+" else -1.0)
     lines = []
     settings = [(reward, control, target) for reward in args.rewards
                 for control in (args.paired_controls if reward == "paired" else [None])
@@ -162,6 +176,9 @@ def main(argv=None) -> int:
     for reward, control, target in settings:
         changes = {"reward": reward, **({"paired_control": control, "paired_target": target} if control else {})}
         env = AugmentKDEnv.from_world(world, **changes)
+        if not static_view and any(name.startswith("static:") for name in policies):
+            views = [env.pool_observations(snapshot=s) for s, _ in world.snapshots()] or [env.pool_observations()]
+            static_view.append(np.mean(views, axis=0))
         for name, fn in policies.items():
             r, episode, seconds, contrast = act(env, fn, args.steps, args.seed, ~planted)
             t = t_statistic(r)
