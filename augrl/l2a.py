@@ -204,8 +204,7 @@ def _select_with_l2a(env_cfg, cfg: L2AConfig, data, teacher, generator, progress
     if selector is not None:
         env = AugmentKDEnv(world=world)
         env.reset(seed=env_cfg.seed)
-        views = [env.pool_observations(snapshot=step) for step, _ in world.snapshots()] or [env.pool_observations()]
-        kept = selector.select(views)
+        kept = selector.select(env.pool_views())
     else:
         kept = list(range(len(world.pool)))
     return L2ASelection(world.pool, kept, world, episodes, generator_updates, selector)

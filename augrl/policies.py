@@ -217,7 +217,7 @@ def pool_views(world, decision: str, seed: int) -> list[np.ndarray]:
 
     env = AugmentKDEnv.from_world(world, decision=decision)
     env.reset(seed=seed)
-    return [env.pool_observations(snapshot=s) for s in ([s for s, _ in world.snapshots()] or [None])]
+    return env.pool_views()
 
 
 def views_scores(agent, views: list[np.ndarray], decision: str, batch_size: int) -> np.ndarray:

@@ -392,6 +392,14 @@ class AugmentKDEnv(gym.Env):
         self._order = None  # the episode's batch is gone: step() needs a reset first
         return self.scaler(raw) if self.scaler is not None else raw
 
+    def pool_views(self) -> list[np.ndarray]:
+        """The pool's (N, F) observation rows (:meth:`pool_observations`) at every warm-start
+        snapshot, or at the current student without snapshots: what a selector's final selection
+        scores (:meth:`augrl.selection.budgeted.BudgetedSelector.pool_scores` averages them).
+        ``reset()`` before stepping again."""
+        steps = [step for step, _ in self.world.snapshots()] or [None]
+        return [self.pool_observations(snapshot=step) for step in steps]
+
     def feature_scaler(self) -> FeatureScaler:
         """The world's :class:`FeatureScaler`: each feature's mean and std over up to 512 pool
         candidates (a fixed seeded sample) under every warm-start state (the initial student

@@ -177,8 +177,7 @@ def main(argv=None) -> int:
         changes = {"reward": reward, **({"paired_control": control, "paired_target": target} if control else {})}
         env = AugmentKDEnv.from_world(world, **changes)
         if not static_view and any(name.startswith("static:") for name in policies):
-            views = [env.pool_observations(snapshot=s) for s, _ in world.snapshots()] or [env.pool_observations()]
-            static_view.append(np.mean(views, axis=0))
+            static_view.append(np.mean(env.pool_views(), axis=0))
         for name, fn in policies.items():
             r, episode, seconds, contrast = act(env, fn, args.steps, args.seed, ~planted)
             t = t_statistic(r)

@@ -243,7 +243,7 @@ def _learned_row(ctx):
         history = selector.learn(env, episodes, seed=ctx.cfg.seed * 10_000, callback=after_episode)
         bar.close()
         env.reset(seed=ctx.cfg.seed)
-        views = [env.pool_observations(snapshot=s) for s, _ in world.snapshots()] or [env.pool_observations()]
+        views = env.pool_views()
         scores = selector.pool_scores(views)
         kept = selector.select(views)
     seconds = time.perf_counter() - start
