@@ -85,3 +85,61 @@ def test_rule_search_respects_the_episode_budget_and_saves(tmp_path):
 def test_rule_search_config_names_a_bad_setting(settings, match):
     with pytest.raises(ConfigError, match=match):
         RuleSearchConfig(**settings)
+
+
+class PoolWorld(EpisodeValueWorld):
+    """A pool of 64 candidates with a static value each; a batch shows 8 of them. The episode's
+    observation of feature 0 is *minus* the value (a student-dependent reading that points the
+    wrong way at every step), while the pool's views at the snapshots show the value; each step
+    pays the kept candidates' values minus a random subset's."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__([0.0] * 5, noise=0.1)
+        self.values = np.random.default_rng(seed).standard_normal(64).astype(np.float32)
+        self.views_taken = 0
+
+    def _pool(self, sign: float):
+        x = np.zeros((64, 5), dtype=np.float32)
+        x[:, 0], x[:, 1], x[:, 4] = sign * self.values, np.arange(64) % 3, 0.5
+        return x
+
+    def pool_views(self):
+        self.views_taken += 1
+        return [self._pool(1.0) * 0.5, self._pool(1.0) * 1.5]  # two snapshots; their mean is the value
+
+    def pool_observations(self):
+        return self._pool(-1.0)
+
+    def _obs(self):
+        self.batch_rows = self.rng.choice(64, size=8, replace=False)
+        return self._pool(-1.0)[self.batch_rows]
+
+    def step(self, action):
+        kept = np.flatnonzero(action)
+        control = self.rng.choice(8, size=len(kept), replace=False)
+        reward = float(self.values[self.batch_rows[kept]].sum() - self.values[self.batch_rows[control]].sum())
+        reward += self.noise * float(self.rng.standard_normal())
+        self.t += 1
+        self.obs = self._obs()
+        return self.obs, reward, self.t >= self.steps, False, {"updated": True}
+
+
+@pytest.mark.parametrize("static", [False, True])
+def test_static_features_judge_rules_on_the_scores_the_final_selection_uses(static):
+    env = PoolWorld()
+    config = RuleSearchConfig(budget=0.25, keep_fraction=0.25, episodes_per_round=1, common_episodes=True,
+                              static_features=static)
+    selector = RuleSearchSelector.for_env(env, config)
+    selector.learn(env, episodes=12, seed=0)
+    assert selector.leader() == 0 and env.views_taken == int(static)
+    # played on the episode's (reversed) readings the search learns to keep by minus the reading;
+    # on the static features it keeps by the value itself, which the final selection scores
+    assert selector.leader_sign() == (1.0 if static else -1.0)
+    final = selector.pool_scores(env.pool_views())
+    assert np.allclose(final, selector.leader_sign() * env.values)
+
+
+def test_static_features_need_a_pool():
+    selector = RuleSearchSelector.for_env(EpisodeValueWorld([1.0, 0, 0, 0, 0]), RuleSearchConfig(static_features=True))
+    with pytest.raises(ConfigError, match="static_features"):
+        selector.learn(EpisodeValueWorld([1.0, 0, 0, 0, 0]), episodes=2)

@@ -26,6 +26,13 @@ compared on the same draws and the control's luck cancels from their differences
 each arm once; the best ``keep_fraction`` by mean return go on, each playing the round's
 ``episodes_per_round`` common episodes, until one arm is left.
 
+With ``static_features``, a rule reads each candidate's features as the final selection will:
+measured once per candidate at every warm-start snapshot and averaged
+(:meth:`augrl.envs.AugmentKDEnv.pool_views`), not at the episode's current student. A rule on a
+student-dependent feature (``head_influence``, the student's loss) played at the current student
+re-scores the pool at every step, which the single selection the final student trains on cannot
+do; judged on the static scores, every rule is judged as the selection it will become.
+
 The selector's scores are ``sign * x_j`` of the leading rule (a one-hot
 :class:`~augrl.selection.thompson.LinearScore`), so the final selection is its top share.
 """
@@ -57,6 +64,9 @@ class RuleSearchConfig(ConfigMixin):
         common_episodes: arms are signed rules (both signs of every feature) and every arm of a
             round plays the same reset seeds (module docstring); False: one arm per feature, its
             sign from its first episode, every episode on a seed of its own.
+        static_features: rules keep by each candidate's features averaged over the warm-start
+            snapshots (what the final selection scores), not by the episode's observation; needs
+            an env with a pool (``pool_views`` and ``batch_rows``, as ``augrl/AugmentKD-v0``).
         seed: unused by the search itself (rules act deterministically); kept for the row's seed.
     """
 
@@ -64,6 +74,7 @@ class RuleSearchConfig(ConfigMixin):
     keep_fraction: float = 0.25
     episodes_per_round: int = 3
     common_episodes: bool = False
+    static_features: bool = False
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -95,6 +106,7 @@ class RuleSearchSelector(BudgetedSelector):
         self.returns: dict[int, list[float]] = {}  # arm -> its episodes' returns (played with its sign)
         self.alive: list[int] | None = None  # arms still in the search (None: before round 1)
         self.updates = 0
+        self.static: np.ndarray | None = None  # (N, F) pool features the rules read (static_features)
 
     @classmethod
     def for_env(cls, env, config: RuleSearchConfig | None = None) -> "RuleSearchSelector":
@@ -145,7 +157,7 @@ class RuleSearchSelector(BudgetedSelector):
         obs, info = env.reset(seed=seed)
         rewards, kept_total, seen, done = [], 0, 0, False
         while not done:
-            x = self._states(obs).numpy()
+            x = self._states(obs).numpy() if self.static is None else self.static[np.asarray(env.batch_rows)]
             k = budget_size(len(x), self.config.budget)
             obs, r, terminated, truncated, info = env.step(self.keep_mask(x, rule, sign, k))
             rewards.append(float(r))
@@ -177,10 +189,18 @@ class RuleSearchSelector(BudgetedSelector):
                 callback(stats)
             return True
 
+        if self.config.static_features and self.static is None:
+            if not hasattr(env, "pool_views"):  # (batch_rows raises before a reset: not probed here)
+                raise ConfigError("selector static_features=True reads the pool's features at the warm-start "
+                                  f"snapshots, but {type(env).__name__} has no pool_views()/batch_rows; use "
+                                  "augrl/AugmentKD-v0 or static_features=False")
+            self.static = np.mean(env.pool_views(), axis=0).astype(np.float32)
         if self.alive is None:
             # the rules: features that vary over the pool (or, for an env without a pool view,
             # over a first batch)
-            if hasattr(env, "pool_observations"):
+            if self.static is not None:
+                probe = self.static
+            elif hasattr(env, "pool_observations"):
                 probe = np.asarray(env.pool_observations())
             else:
                 probe = self._states(env.reset(seed=seed)[0]).numpy()
