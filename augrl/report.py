@@ -520,7 +520,7 @@ def signal_markdown(folder: str | Path) -> str:
         pool = r.get("pool") or {}
         share = pool.get("planted", 0) / max(1, pool.get("size", 1))
         out.append(f"| {r.get('task')} | {r.get('seed')} | {share:.2f} | {','.join(pool.get('kinds') or [])} | {hard} "
-                   f"| {reward_set.get('val', 'all')} val + {reward_set.get('unlabelled', 0)} unlabelled "
+                   f"| {_reward_set_label(cfg, reward_set)} "
                    f"| {_reward_label(r)} | {r.get('policy')} | {r.get('steps')} | {r.get('mean'):+.5f} "
                    f"| {r.get('std'):.5f} | {r.get('t'):+.2f} | {(r.get('config') or {}).get('episode_length') or '-'} "
                    f"| {_episode_return(r)} | {_credit(r)} | {r.get('seconds')} |")
@@ -544,6 +544,14 @@ def _episode_return(line: dict) -> str:
     if line.get("return_mean") is None:
         return "-"
     return f"{line['return_mean']:+.5f} (t {line.get('return_t', 0.0):+.2f}, {line.get('episodes')})"
+
+
+def _reward_set_label(cfg: dict, reward_set: dict) -> str:
+    """The texts a reward-signal line's paired reward measured: the validation set plus any
+    unlabelled texts, or the unlabelled texts alone (``reward_on="unlabelled"``)."""
+    if cfg.get("reward_on") == "unlabelled":
+        return f"{reward_set.get('unlabelled', 0)} unlabelled alone"
+    return f"{reward_set.get('val', 'all')} val + {reward_set.get('unlabelled', 0)} unlabelled"
 
 
 def _reward_label(line: dict) -> str:

@@ -248,7 +248,13 @@ def test_the_report_rebuilds_the_reward_signal_table_with_each_control(tmp_path)
                                               "paired_control": "trajectory", "config": {"episode_length": 25},
                                               "episodes": 4, "return_mean": 0.05, "return_t": 3.2,
                                               "clean_contrast": {"slope": 1e-4, "t": 2.5, "episode_t": -0.5}})
+    for reward_on in ("all", "unlabelled"):
+        append_jsonl(tmp_path / "results.jsonl", {**base, "policy": "oracle", "reward": "paired",
+                                                  "reward_set": {"val": 200, "unlabelled": 150},
+                                                  "config": {"reward_on": reward_on}})
     rows = [line for line in signal_markdown(tmp_path).splitlines() if line.startswith("| rt")]
+    assert [row.split(" | ")[5] for row in rows[4:]] == ["200 val + 150 unlabelled", "150 unlabelled alone"]
+    rows = rows[:4]
     assert [row.split(" | ")[6] for row in rows] == ["paired (random control)", "paired (disjoint control)", "metric",
                                                      "paired (trajectory control)"]
     assert all(row.split(" | ")[13] == "-" for row in rows[:3])  # lines from before episode returns
