@@ -391,7 +391,7 @@ def gates_markdown(rows: list[Row], records: list[dict]) -> str:
     * detection (planted pools): the mean over seeds of the AUC the selector had reached within
       :data:`DETECTION_GATE_STEPS` environment steps is >= 0.90;
     * student (planted and budgeted pools): its main test metric is >= ``kd+random`` +
-      :data:`STUDENT_GATE_GAIN` with paired p < 0.05, and its mean is not below the best baseline
+      :data:`STUDENT_GATE_GAIN` with paired p < 0.05, and it is not below the best baseline on the seeds both ran
       (a ranker row, ``kd+random`` included, that keeps as many candidates);
     * clean (a pool without planted candidates): not more than :data:`CLEAN_GATE_LOSS` below
       ``kd+random``.
@@ -447,12 +447,16 @@ def gates_markdown(rows: list[Row], records: list[dict]) -> str:
                 detection = "pass" if statistics.fmean(aucs) >= 0.90 else "missed"
             peers = [b for b in baselines if kept[id(b)] is not None and kept[id(row)] is not None
                      and abs(kept[id(b)] - kept[id(row)]) <= 1 and metric in b.values]
-            best = max(peers, key=lambda b: b.mean(metric), default=None)
-            best_cell = "-" if best is None else f"{best.method} ({(row.mean(metric) - best.mean(metric)) * 100:+.1f})"
+            # against each baseline on the seeds both ran (a row on fewer seeds is not compared
+            # with the baseline's mean over others)
+            gaps = {id(b): paired_test(row.values[metric], b.values[metric])["diff"] for b in peers}
+            peers = [b for b in peers if gaps[id(b)] is not None]
+            best = min(peers, key=lambda b: gaps[id(b)], default=None)
+            best_cell = "-" if best is None else f"{best.method} ({gaps[id(best)] * 100:+.1f})"
             student = clean = "-"
             if kind in ("planted", "budgeted") and diff is not None and best is not None:
                 won = diff >= STUDENT_GATE_GAIN and pval is not None and pval < ALPHA
-                student = "pass" if won and row.mean(metric) >= best.mean(metric) else "missed"
+                student = "pass" if won and gaps[id(best)] >= 0 else "missed"
             if kind == "clean" and diff is not None:
                 clean = "pass" if diff >= -CLEAN_GATE_LOSS else "missed"
             lines.append(f"| {row.label} | {kind} | {len(row.seeds)} | {_cell(row, metric).replace(f' {MARK}', '')} "

@@ -238,12 +238,16 @@ def test_gates_judge_each_learned_selector_on_its_pool(tmp_path):
                   row("all", base + 0.10, {**planted, "ranker": "random", "budget": 1.0}, kept=1280),  # another budget
                   row("kd+winner", base + 0.05 + 0.002 * seed, planted, auc=0.95),
                   row("kd+middling", base + 0.03 + 0.002 * seed, planted, auc=0.92 if seed < 2 else 0.80)]
+    lines.append(_record("kd+early", 0, 0.61, method_options=planted, selection={"kept": 320},
+                         policy_training={"env_steps": 300}))  # one seed so far
     for line in lines:
         append_jsonl(tmp_path / "results.jsonl", line)
     write_report(tmp_path, quiet=True)
     gates = (tmp_path / "table.md").read_text().split("# Gates", 1)[1].split("# Where", 1)[0]
     cells = {line.split(" | ")[0].lstrip("| "): line.split(" | ") for line in gates.splitlines() if line.startswith("| kd")}
-    assert set(cells) == {"kd+random", "kd+confidence", "kd+winner", "kd+middling"}  # every selection row
+    assert set(cells) == {"kd+random", "kd+confidence", "kd+winner", "kd+middling", "kd+early"}  # every selection row
+    # compared with the baseline on its one seed (0.62 there), not with the baseline's 5-seed mean (0.63)
+    assert cells["kd+early"][2] == "1" and cells["kd+early"][7] == "kd+confidence (-1.0)"
     assert cells["kd+confidence"][4:] == ["+4.0 (-)", "-", "-", "-", "-", "- |"]  # a baseline: no gates
     assert cells["kd+winner"][5:7] == ["0.95 (5/5)", "pass"] and cells["kd+winner"][7:9] == ["kd+confidence (+1.4)", "pass"]
     # +3.4 points over random with p < 0.05, but below the confidence ranker; AUC 0.85 on average
