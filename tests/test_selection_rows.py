@@ -89,6 +89,22 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
     assert gated == {"kd+reinforce", "kd+thompson", "kd+rule-search", "kd+ppo", "kd+ppo-slots", "kd+dqn-nstep"}
 
 
+def test_a_rule_search_on_static_features_selects_by_the_pool_it_read(toy_tasks, base, tmp_path):
+    define = {"kd+rule-search-static": {"base": "kd+rule-search", "options": {
+        "pool": PLANTED, "episodes": 2, "selector": {"static_features": True, "common_episodes": True},
+        "env": {"episode_length": 2, "snapshot_steps": [0, 2], "paired_control": "trajectory"}}}}
+    settings = bench.BenchSettings(tasks=[str(toy_tasks["single_file"])], methods=list(define), seeds=1, shots=[8],
+                                   define=define)
+    bench.run_bench(settings, base, tmp_path, progress=False, max_steps=4)
+    (record,), bad = read_jsonl(tmp_path / "results.jsonl")
+    training, selection = record["policy_training"], record["selection"]
+    assert not bad and record["method_options"]["selector"]["static_features"] is True
+    assert training["env_steps"] == 4 and training["ranking"][0]["leader"]
+    assert selection["kept"] == selection["pool"] - selection["planted"]
+    # the final selection scores the same static pool the last episode's leader was judged on
+    assert training["detection_curve"][-1]["detection_auc"] == pytest.approx(selection["detection_auc"], abs=1e-6)
+
+
 def test_oracle_needs_a_planted_pool_and_bad_settings_fail_before_training(toy_tasks, base, tmp_path):
     settings = bench.BenchSettings(tasks=[str(toy_tasks["single_file"])], methods=["kd+oracle"], seeds=1, shots=[8])
     with pytest.raises(ConfigError, match="no planted rows"):
