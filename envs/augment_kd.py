@@ -167,6 +167,7 @@ class AugmentKDEnv(gym.Env):
         self._rng_state: torch.Tensor | None = None
         self._cuda_rng_state: torch.Tensor | None = None
         self._order: np.ndarray | None = None
+        self._pool_views: list[np.ndarray] | None = None  # pool_views() at the snapshots, read once
         self._batch = 0
         self._decisions: list[int] = []
         self._batch_tensors = None
@@ -396,9 +397,15 @@ class AugmentKDEnv(gym.Env):
         """The pool's (N, F) observation rows (:meth:`pool_observations`) at every warm-start
         snapshot, or at the current student without snapshots: what a selector's final selection
         scores (:meth:`augrl.selection.budgeted.BudgetedSelector.pool_scores` averages them).
-        ``reset()`` before stepping again."""
-        steps = [step for step, _ in self.world.snapshots()] or [None]
-        return [self.pool_observations(snapshot=step) for step in steps]
+        ``reset()`` before stepping again. The snapshots do not change, so their views are read
+        once per env (a search that scores rules on them and the final selection share the read);
+        without snapshots the current student is read every call."""
+        steps = [step for step, _ in self.world.snapshots()]
+        if not steps:
+            return [self.pool_observations()]
+        if self._pool_views is None:
+            self._pool_views = [self.pool_observations(snapshot=step) for step in steps]
+        return [view.copy() for view in self._pool_views]
 
     def feature_scaler(self) -> FeatureScaler:
         """The world's :class:`FeatureScaler`: each feature's mean and std over up to 512 pool

@@ -243,10 +243,7 @@ def _learned_row(ctx):
         history = selector.learn(env, episodes, seed=ctx.cfg.seed * 10_000, callback=after_episode)
         bar.close()
         env.reset(seed=ctx.cfg.seed)
-        # a search on static features has already read the pool at every snapshot (their mean: its
-        # rules are linear, so scoring the mean is scoring each view and averaging)
-        static = getattr(selector, "static", None)
-        views = [static] if static is not None else env.pool_views()
+        views = env.pool_views()
         scores = selector.pool_scores(views)
         kept = selector.select(views)
     seconds = time.perf_counter() - start
