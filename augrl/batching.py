@@ -101,6 +101,13 @@ def iterate_batches(n: int, batch_size: int, generator: torch.Generator | None =
         yield order[start:start + batch_size]
 
 
+def length_batches(data: Encoded, batch_size: int) -> list[list[int]]:
+    """Index batches over ``data`` grouped by token length (shortest first), so that a padded
+    batch carries little padding; every index appears once."""
+    order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
+    return [order[start:start + batch_size] for start in range(0, len(order), batch_size)]
+
+
 @torch.no_grad()
 def predict(model, data: Encoded, batch_size: int = 128, device: torch.device | str = "cpu",
             **forward_kwargs) -> torch.Tensor:
@@ -113,10 +120,8 @@ def predict(model, data: Encoded, batch_size: int = 128, device: torch.device | 
     """
     was_training = model.training
     model.eval()
-    order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
     out: torch.Tensor | None = None
-    for start in range(0, len(order), batch_size):
-        idx = order[start:start + batch_size]
+    for idx in length_batches(data, batch_size):
         b = data.batch(idx, device)
         logits = model(**model_inputs(model, b), **forward_kwargs).logits.float().cpu()
         if out is None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from augrl.batching import Encoded
+from augrl.batching import Encoded, length_batches
 from augrl.kd.outputs import KINDS, Needs, Outputs, model_outputs
 from augrl.models import hidden_size, layer_count, load_torch, save_torch
 
@@ -104,14 +104,12 @@ class TeacherCache:
         store = resolve_dtype(dtype)
         was_training = teacher.training
         teacher.eval()
-        order = sorted(range(len(data)), key=lambda i: len(data.input_ids[i]))
         lengths = torch.tensor([len(ids) for ids in data.input_ids], dtype=torch.long)
         logits = None
         extras: dict[str, torch.Tensor] = {}
         per_example: dict[str, dict[int, list]] = {k: {l: [None] * len(data) for l in getattr(needs, k)} for k in KINDS}
         heads = None
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in length_batches(data, batch_size):
             batch = data.batch(idx, device)
             out = model_outputs(teacher, batch, forward_needs)
             if logits is None:
