@@ -264,14 +264,23 @@ def test_the_report_rebuilds_the_reward_signal_table_with_each_control(tmp_path)
 
 def test_the_thompson_selector_learns_to_drop_the_flipped_rows(flipped_world):
     """On the trajectory control's reward, the linear Thompson selector's pool scores rank the
-    flipped (planted-bad) candidates below the clean ones."""
+    flipped (planted-bad) candidates below the clean ones, on average over its seeds.
+
+    One seed is not a test here: the toy reward's residual spread (sigma ~0.015) is about ten
+    times a step's signal, and at 15 episodes of 4 steps the AUC of seeds 0-3 ranged from 0.36
+    to 0.72. Seed 0 alone had passed 0.75 in CI up to commit a0bbd2c and gave 0.69 on the next
+    machine with the same code, torch 2.13.0 and transformers 5.24 or 5.25; at 30 episodes of 8
+    steps seeds 0-3 gave 0.90, 0.58, 0.98 and 0.96."""
     from augrl.metrics import detection_auc
     from augrl.selection.thompson import ThompsonConfig, ThompsonSelector
 
     world, flipped = flipped_world
-    env = AugmentKDEnv.from_world(world, paired_control="trajectory")
-    selector = ThompsonSelector.for_env(env, ThompsonConfig(budget=0.5, seed=0))
-    selector.learn(env, episodes=15, seed=0)
-    scores = selector.pool_scores(env.pool_observations(snapshot=20), batch_size=16)
-    # the AUC of the scores for the clean rows (higher = kept); random scores give 0.5
-    assert detection_auc(scores, flipped) > 0.75
+    env = AugmentKDEnv.from_world(world, paired_control="trajectory", episode_length=8)
+    aucs = []
+    for seed in range(4):
+        selector = ThompsonSelector.for_env(env, ThompsonConfig(budget=0.5, seed=seed))
+        selector.learn(env, episodes=30, seed=seed)
+        scores = selector.pool_scores(env.pool_observations(snapshot=20), batch_size=16)
+        # the AUC of the scores for the clean rows (higher = kept); random scores give 0.5
+        aucs.append(detection_auc(scores, flipped))
+    assert np.mean(aucs) > 0.75, aucs
