@@ -73,7 +73,8 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}
-    for pkg in ("augrl", "torch", "transformers", "datasets", "numpy", "gymnasium", "stable-baselines3"):
+    for pkg in ("augrl", "torch", "transformers", "tokenizers", "datasets", "numpy", "scipy", "scikit-learn",
+                "gymnasium", "stable-baselines3", "spacy", "wn"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -102,8 +103,11 @@ def git_commit(path: str | Path | None = None) -> str | None:
 
 
 def hardware() -> dict[str, object]:
-    """What the run ran on, for result records."""
-    info: dict[str, object] = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    """What the run ran on, for result records. ``cpu_capability`` is the vector instruction set
+    torch's CPU kernels use (e.g. AVX2, AVX512): runs on different ones can differ in the last
+    float bits."""
+    info: dict[str, object] = {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                               "cpu_capability": torch.backends.cpu.get_cpu_capability()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info

@@ -61,6 +61,7 @@ def test_two_runs_write_lines_tables_and_plot_and_a_rerun_adds_nothing(toy_tasks
         assert set(r["metrics"]["test"]) == {"accuracy", "f1"} and r["metrics"]["val"]
         assert r["params"]["teacher"] > r["params"]["student"] > 0 and r["variants"] == 4
         assert r["split"]["sizes"]["train"] == 16 and r["versions"]["torch"] and "git_commit" in r
+        assert r["versions"]["tokenizers"] and r["hardware"]["cpu_capability"]
         assert r["objective"] == {"dark_ce": 1.0, "hard_ce": 1.0} and len(r["config_hash"]) == 12
     assert kd["augmenter"] is None and kd["train_size"] == 16 and kd["candidates"] == 0
     assert eda["augmenter"]["name"] == "eda" and "alpha_sr" in eda["augmenter"]["params"]
