@@ -31,7 +31,7 @@ from augrl.config import ConfigMixin
 from augrl.errors import ConfigError
 from augrl.fileio import write_file_atomically
 from augrl.methods import build_record
-from augrl.runtime import stage
+from augrl.runtime import resolve_precision, stage
 from augrl.training import evaluate
 
 ALGOS = {"ppo": "batch", "a2c": "batch", "dqn": "sample"}
@@ -377,6 +377,8 @@ def _bench_policy(ctx):
                                     "kept_fraction": len(kept) / len(pool), **detection(pool, scores, kept)},
                          policy_training={"env_steps": int(agent.num_timesteps), "updates": policy_updates(agent),
                                           "seconds": round(seconds, 2), "episodes": log.episodes,
+                                          "env_precision": resolve_precision(world.config.precision,
+                                                                             world.data.device),
                                           "detection_curve": curve},
                          random_same_size={"val": control.best_val})
     spec, device = ctx.data.task.spec, ctx.data.device

@@ -62,6 +62,15 @@ def native_bf16(device: torch.device | str) -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+def resolve_precision(precision: str, device: torch.device | str) -> str:
+    """The student precision an env setting means on ``device``: ``"auto"`` is ``"bf16"`` where
+    :func:`native_bf16` holds, else ``"fp32"``; ``"bf16"`` and ``"fp32"`` stand. Result lines
+    record it, since the same setting runs differently on different CPUs."""
+    if precision == "auto":
+        return "bf16" if native_bf16(device) else "fp32"
+    return precision
+
+
 def set_threads(num_threads: int | None) -> None:
     """Limit torch's intra-op threads (e.g. to a Ray trial's CPU allocation)."""
     if num_threads:

@@ -76,7 +76,7 @@ from augrl import models
 from augrl.batching import length_batches
 from augrl.kd import Distiller
 from augrl.metrics import compute_metrics
-from augrl.runtime import native_bf16
+from augrl.runtime import resolve_precision
 
 from .config import AugmentKDConfig
 from .features import (NORMALIZED_CLIP, FeatureScaler, feature_bounds, feature_names, head_gradient,
@@ -150,10 +150,7 @@ class AugmentKDEnv(gym.Env):
             self.observation_space = spaces.Box(self._low, self._high, dtype=np.float32)
             self.action_space = spaces.Discrete(2)
         self.steps_per_episode = c.episode_steps
-        if c.precision == "auto":
-            self.precision = "bf16" if native_bf16(self.device) else "fp32"
-        else:
-            self.precision = c.precision
+        self.precision = resolve_precision(c.precision, self.device)
         self.student = world.new_student()
         self.distiller = None
         objective = c.kd_objective()
@@ -589,7 +586,7 @@ class AugmentKDEnv(gym.Env):
         """KL(teacher || student) on the world's ``reward_unlabelled`` texts (eval mode, fp32),
         read in length-grouped batches (in their own order, padded to each batch's longest text,
         the pass over 200 RT texts took 1.08 s instead of 0.70 s: ``scripts/bench_reward_passes.py``,
-        one thread, load 1)."""
+        one thread, fp32 student on an AVX2 CPU, load 1)."""
         extra = self.world.reward_extra
         logits = torch.empty(len(extra), self.world.num_labels)
         for idx in length_batches(extra, self.config.val_batch_size):

@@ -52,6 +52,9 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
     assert by["kd+oracle"]["selection"]["planted_kept"] == 0 and by["kd+oracle"]["selection"]["detection_auc"] == 1.0
     assert by["kd+reinforce"]["policy_training"]["updates"] == 2  # --max-steps 2: one episode of 2 steps, an update each
     assert "random_same_size" in by["kd+ppo"]
+    from augrl.runtime import resolve_precision
+    here = resolve_precision("auto", "cpu")  # what the rows' precision="auto" env ran in on this CPU
+    assert by["kd+reinforce"]["policy_training"]["env_precision"] == by["kd+ppo"]["policy_training"]["env_precision"] == here
     for name in ("kd+ppo", "kd+ppo-slots"):
         assert by[name]["policy_training"]["updates"] == 10  # one rollout of 2 steps, PPO's 10 epochs over it
     nstep = by["kd+dqn-nstep"]["method_options"]

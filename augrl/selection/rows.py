@@ -251,7 +251,8 @@ def _learned_row(ctx):
     return finish(ctx, pool, kept, scores, budget, seconds,
                   # the episodes actually played: a search may stop before its cap
                   policy_training={"env_steps": len(history) * env.steps_per_episode, "updates": selector.updates,
-                                   "seconds": round(seconds, 2), "episodes": history, "detection_curve": curve,
+                                   "seconds": round(seconds, 2), "env_precision": env.precision,
+                                   "episodes": history, "detection_curve": curve,
                                    **selector.training_record()})
 
 
