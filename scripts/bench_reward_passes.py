@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from augrl.envs import AugmentKDConfig, AugmentKDEnv, build_world
+from augrl.fileio import write_file_atomically
 
 
 def median_seconds(fn, repeats: int) -> float:
@@ -89,8 +90,7 @@ def main() -> None:
           f"{out['validation_pass_s']:.3f}, control pass {out['control_pass_s']:.3f}, env step "
           f"{out['step_s']:.3f} ({out['steps_timed']} steps)")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(out, f, indent=2)
+        write_file_atomically(args.json, lambda path: path.write_text(json.dumps(out, indent=2)))
 
 
 if __name__ == "__main__":
