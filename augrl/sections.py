@@ -274,6 +274,14 @@ class EnvConfig(ConfigMixin):
             then shuffled), which cuts the padding the student computes on.
         val_batch_size: examples per forward pass of the reward's validation pass (grouped by
             length; small batches carry less padding, 32 was fastest on a 2-core CPU).
+        observations: build each batch's observation (an eval-mode pass of the student over the
+            candidates, and the validation pass whose head gradient ``head_influence`` reads).
+            False: ``reset`` and ``step`` return zeros of the observation space's shape, and
+            with the paired reward on ``reward_on="unlabelled"`` the reward's own passes are
+            all that run (``info`` then carries ``val_divergence`` but not the validation
+            set's metric, loss or agreement); the rewards are the same either way, since an
+            observation draws no random numbers. For learners that choose by pool index
+            (``env.batch_rows``), such as a rule search on static features.
     """
 
     batch_size: int = 32
@@ -293,6 +301,7 @@ class EnvConfig(ConfigMixin):
     precision: str = "auto"
     length_bucketing: bool = True
     val_batch_size: int = 32
+    observations: bool = True
 
     def __post_init__(self) -> None:
         for name, allowed in (("decision", DECISIONS), ("reward", REWARDS), ("paired_control", PAIRED_CONTROLS),

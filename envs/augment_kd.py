@@ -217,7 +217,7 @@ class AugmentKDEnv(gym.Env):
         self._batch = 0
         self._decisions = []
         self._episode = {"kept_total": 0, "candidates_seen": 0, "kept": []}
-        self._val = self._validate()
+        self._val = self._validate(head=self.config.observations)
         self._start_batch()
         return self._current_obs(), self._info(updated=False, kept=0, terms={})
 
@@ -339,7 +339,8 @@ class AugmentKDEnv(gym.Env):
 
     def _start_batch(self) -> None:
         """Draw the batch's target examples and compute the candidates' observation (an eval-mode
-        pass of the student; the step runs its own training-mode passes)."""
+        pass of the student; the step runs its own training-mode passes; zeros without
+        ``observations``)."""
         start = self._batch * self.B
         self._rows = torch.as_tensor(self._order[start:start + self.B].copy())
         t = self.config.target_batch_size
@@ -350,6 +351,9 @@ class AugmentKDEnv(gym.Env):
         else:
             self._target_rows = torch.empty(0, dtype=torch.long)
         self._batch_tensors = self.world.encoded.batch(self._rows, self.device)
+        if not self.config.observations:
+            self._obs = np.zeros((self.B, len(self._columns)), dtype=np.float32)
+            return
         progress = self._batch / self.steps_per_episode
         self._obs = self._raw_features(self._rows, self._batch_tensors, progress)
         if self.scaler is not None:
@@ -490,7 +494,7 @@ class AugmentKDEnv(gym.Env):
             loss_control = self._paired_loss(self._validate(head=False, student=student))
             self._rng_state = rng
             terms = self._step_on(positions)
-            self._val = self._validate()
+            self._val = self._validate(head=self.config.observations)
             gap = loss_control - self._paired_loss(self._val)
             reward, self._gap = gap - self._gap, gap
         elif self.config.reward == "paired":
@@ -501,11 +505,11 @@ class AugmentKDEnv(gym.Env):
             self.distiller.load_training_state(state)
             self._rng_state = rng
             terms = self._step_on(positions)
-            self._val = self._validate()
+            self._val = self._validate(head=self.config.observations)
             reward = loss_control - self._paired_loss(self._val)
         else:
             terms = self._step_on(positions)
-            self._val = self._validate()
+            self._val = self._validate(head=self.config.observations)
             if self.config.reward == "metric":
                 reward = self._val["val_metric"] - before["val_metric"]
             else:

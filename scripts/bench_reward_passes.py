@@ -4,9 +4,11 @@ The learned rows of issue 17's presets (``kd+rule-search-static``, ``kd+rule-sea
 step :class:`~augrl.envs.AugmentKDEnv` with ``reward="paired"``, ``paired_control="trajectory"``
 and ``reward_on="unlabelled"``: each step takes two distillation steps (kept set, control), one
 pass over the reward's unlabelled texts for each, and one pass over the validation set for the
-``head_influence`` gradient and the info metrics. This script builds that world once and prints
-the median seconds of each pass and of a whole step (random keep actions at the env's budget),
-so a change to the passes can be measured. Run it with nothing else on the machine:
+``head_influence`` gradient and the info metrics, which an env with ``observations=False`` (what
+a static-feature rule search steps) skips with the candidates' observation pass. This script
+builds that world once and prints the median seconds of each pass and of a whole step (random
+keep actions at the env's budget) with and without observations, so a change to the passes can
+be measured. Run it with nothing else on the machine:
 
     AUGRL_DATA=../shared/data OMP_NUM_THREADS=1 python scripts/bench_reward_passes.py --seed 0
 
@@ -70,25 +72,32 @@ def main() -> None:
     out["validation_pass_s"] = median_seconds(lambda: env._validate(), args.repeats)
     out["control_pass_s"] = median_seconds(lambda: env._validate(head=False), args.repeats)
 
-    rng = np.random.default_rng(0)
-    step_times = []
-    for episode in range(args.episodes):
-        env.reset(seed=episode)
-        done = False
-        while not done:
-            action = (rng.random(env.action_space.shape) < 0.5).astype(np.int64)
-            start = time.perf_counter()
-            _, _, done, _, _ = env.step(action)
-            step_times.append(time.perf_counter() - start)
+    def step_seconds(env: AugmentKDEnv) -> list[float]:
+        rng = np.random.default_rng(0)
+        times = []
+        for episode in range(args.episodes):
+            env.reset(seed=episode)
+            done = False
+            while not done:
+                action = (rng.random(env.action_space.shape) < 0.5).astype(np.int64)
+                start = time.perf_counter()
+                _, _, done, _, _ = env.step(action)
+                times.append(time.perf_counter() - start)
+        return times
+
+    step_times = step_seconds(env)
     out["step_s"] = statistics.median(step_times)
     out["steps_timed"] = len(step_times)
+    # what a learner that chooses by pool index steps (a static-feature rule search)
+    out["step_without_observations_s"] = statistics.median(
+        step_seconds(AugmentKDEnv(world=world.with_settings(observations=False))))
     out["load_after"] = os.getloadavg()[0]
     print(f"{len(lengths)} reward texts ({out['reward_text_tokens']['mean']:.1f} tokens on average, "
           f"max {out['reward_text_tokens']['max']}), torch threads {out['torch_threads']}, "
           f"1-min load {out['load_before']:.2f} before, {out['load_after']:.2f} after")
     print(f"median seconds: unlabelled pass {out['unlabelled_pass_s']:.3f}, validation pass (with head gradient) "
           f"{out['validation_pass_s']:.3f}, control pass {out['control_pass_s']:.3f}, env step "
-          f"{out['step_s']:.3f} ({out['steps_timed']} steps)")
+          f"{out['step_s']:.3f} ({out['steps_timed']} steps), without observations {out['step_without_observations_s']:.3f}")
     if args.json:
         write_file_atomically(args.json, lambda path: path.write_text(json.dumps(out, indent=2)))
 

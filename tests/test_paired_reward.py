@@ -210,6 +210,37 @@ def test_the_reward_can_be_measured_on_the_unlabelled_texts_alone(flipped_world)
         AugmentKDConfig(task=world.config.task, reward_on="val")
 
 
+def test_an_env_without_observations_pays_the_same_rewards(flipped_world):
+    """``observations=False`` skips the passes that build observations, not the reward's: the
+    same episodes pay the same rewards and end in the same student, with zero observations."""
+    world, flipped = flipped_world
+    bigger = build_world(world.config.replace(reward_unlabelled=10), data=world.data, teacher=world.teacher,
+                         pool=world.pool)
+    for reward_on in ("unlabelled", "all"):
+        settings = {"reward_on": reward_on, "paired_control": "trajectory"}
+        seeing = AugmentKDEnv(world=bigger.with_settings(**settings))
+        blind = AugmentKDEnv(world=bigger.with_settings(observations=False, **settings))
+        for env in (seeing, blind):
+            env.rewards = []
+            for e in range(3):
+                obs, info = env.reset(seed=e)
+                done = False
+                while not done:
+                    obs, r, done, _, info = env.step(flipped[env.batch_rows].astype(np.int8))
+                    env.rewards.append(r)
+                    assert env.observation_space.contains(obs)
+            env.last_info = info
+        assert seeing.rewards == blind.rewards and np.ptp(seeing.rewards) > 0
+        assert not np.any(blind.reset(seed=0)[0]) and np.any(seeing.reset(seed=0)[0])
+        for a, b in zip(seeing.student.parameters(), blind.student.parameters()):
+            assert torch.equal(a, b)
+        assert blind.last_info["val_divergence"] == seeing.last_info["val_divergence"]
+        # on the unlabelled texts alone the validation set is not read at all
+        assert ("val_metric" in blind.last_info) == (reward_on == "all")
+    # the pool's views (what a static-feature selector reads) do not depend on the setting
+    assert all(np.array_equal(a, b) for a, b in zip(seeing.pool_views(), blind.pool_views()))
+
+
 def test_the_paired_reward_can_compare_the_gold_labels_instead_of_the_teacher(flipped_world):
     world, flipped = flipped_world
     by_teacher = AugmentKDEnv(world=world)

@@ -40,6 +40,12 @@ class BudgetedSelector:
         """What a bench row records of the training beyond steps and updates (none by default)."""
         return {}
 
+    @property
+    def reads_observations(self) -> bool:
+        """Whether :meth:`learn` acts on the env's observations (a selector that chooses by pool
+        index alone can run on an env with ``observations=False``, which skips building them)."""
+        return True
+
     def _states(self, obs) -> torch.Tensor:
         x = torch.as_tensor(np.asarray(obs, dtype=np.float32))
         if x.dim() == 1:

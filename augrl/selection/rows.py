@@ -227,6 +227,8 @@ def _learned_row(ctx):
         env = AugmentKDEnv(world=world)
         settings = {"seed": ctx.cfg.seed, **(ctx.method.options.get("selector") or {}), "budget": budget}
         selector = selector_class.for_env(env, config_class.from_dict(settings, source=f"method {ctx.method.name}"))
+        if not selector.reads_observations:  # same rewards, without the passes that build observations
+            env = AugmentKDEnv(world=world.with_settings(observations=False))
         episodes = int(ctx.method.options.get("episodes", 30))
         if ctx.max_steps is not None:
             episodes = min(episodes, max(1, ctx.max_steps // env.steps_per_episode))

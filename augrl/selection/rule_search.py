@@ -113,6 +113,12 @@ class RuleSearchSelector(BudgetedSelector):
         names = getattr(getattr(env, "world", None), "feature_names", None)
         return cls(env.observation_space.shape[-1], config, list(names) if names is not None else None)
 
+    @property
+    def reads_observations(self) -> bool:
+        """With ``static_features`` the rules read the pool's views by ``env.batch_rows``, never
+        an episode's observation."""
+        return not self.config.static_features
+
     # ------------------------------------------------------------------ the rules
 
     def _value(self, arm: int) -> float:
