@@ -182,11 +182,12 @@ def _as_list(value, what: str, kind: type, allow_empty: bool = False) -> list:
 
 
 def seed_list(value) -> list[int]:
-    """Seeds from ``5`` (0..4), ``"0,3,7"`` or ``[0, 3, 7]``."""
+    """Seeds from ``5`` (0..4), ``"0,3,7"`` or ``[0, 3, 7]`` (one seed ``s`` alone: ``"s,"``)."""
     if isinstance(value, int) or (isinstance(value, str) and value.strip().isdigit()):
         n = int(value)
         if n < 1:
-            raise ConfigError(f"--seeds N needs N >= 1, got {n}")
+            raise ConfigError(f"--seeds N runs seeds 0..N-1 and needs N >= 1, got {n}; to run seed {n} alone, give a "
+                              f"list: --seeds {n},")
         return list(range(n))
     return _as_list(value, "seeds", int)
 

@@ -323,6 +323,9 @@ def test_unknown_methods_and_bad_settings_are_clear_errors_before_anything_runs(
     assert main(["bench", "--preset", "nope", "--out", str(out)]) == 2
     assert "unknown preset 'nope'; available: budgeted, clean, datasize, demo, domains, kd-objective, paper-rt, planted, planted-hard, planted-heavy, sensitivity" in capsys.readouterr().err
     assert main(["bench", "--methods", "kd"]) == 2 and "--out" in capsys.readouterr().err
+    assert main(["bench", "--methods", "kd", "--seeds", "0", "--out", str(out)]) == 2
+    assert "to run seed 0 alone, give a list: --seeds 0," in capsys.readouterr().err
+    assert bench.seed_list("7,") == [7] and bench.seed_list("7") == list(range(7))
     assert not out.exists()
     with pytest.raises(ConfigError, match="every method of a seed shares"):
         bench.derive("kd-other-teacher", "kd", config={"teacher": "bert-base-uncased"}, register_it=False)
