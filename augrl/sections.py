@@ -282,6 +282,13 @@ class EnvConfig(ConfigMixin):
             set's metric, loss or agreement); the rewards are the same either way, since an
             observation draws no random numbers. For learners that choose by pool index
             (``env.batch_rows``), such as a rule search on static features.
+        step_seeds: each step's random draws (dropout) start from a seed drawn from the
+            episode's generator, instead of carrying on from the previous step's, so they do not
+            depend on what earlier steps kept. The trajectory control's path is then the same in
+            every episode that replays its reset seed with the same kept counts (a common-episode
+            rule search's arms), and the env reuses its divergence instead of recomputing it
+            (it always reuses it when the control's whole history, random state included,
+            repeats; without ``step_seeds`` that rarely happens).
     """
 
     batch_size: int = 32
@@ -302,6 +309,7 @@ class EnvConfig(ConfigMixin):
     length_bucketing: bool = True
     val_batch_size: int = 32
     observations: bool = True
+    step_seeds: bool = False
 
     def __post_init__(self) -> None:
         for name, allowed in (("decision", DECISIONS), ("reward", REWARDS), ("paired_control", PAIRED_CONTROLS),
@@ -310,6 +318,9 @@ class EnvConfig(ConfigMixin):
                               ("precision", PRECISIONS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(f"{name} must be one of {list(allowed)}, got {getattr(self, name)!r}")
+        for name in ("normalize_obs", "length_bucketing", "observations", "step_seeds"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if int(self.batch_size) < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.target_batch_size < 0:

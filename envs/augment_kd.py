@@ -65,6 +65,7 @@ package README, section "The environment".
 from __future__ import annotations
 
 import contextlib
+import hashlib
 from typing import Any
 
 import gymnasium as gym
@@ -111,7 +112,8 @@ class AugmentKDEnv(gym.Env):
     student's, on the reward's validation set), ``loss_terms`` (the KD terms of the last step),
     ``batch`` (steps taken this episode), ``start_step`` (the warm-start snapshot the episode
     began from), ``control_positions`` (paired reward: the batch positions the control step
-    trained on, for learners that credit the kept set against it) and, at the end of an
+    trained on, for learners that credit the kept set against it; with the trajectory control,
+    ``control_reused``: its loss was known from an earlier episode's identical history) and, at the end of an
     episode, ``episode_kept_indices`` (pool indices kept).
     """
 
@@ -161,6 +163,13 @@ class AugmentKDEnv(gym.Env):
         self._control: tuple[torch.nn.Module, Distiller] | None = None
         self._last_control: np.ndarray | None = None  # the last paired step's control positions (info)
         self._gap = 0.0
+        # the trajectory control's history digest this episode, the steps it has skipped (their
+        # divergence was known) and every known (history digest -> control loss)
+        self._control_key = ""
+        self._control_pending: list[tuple] = []
+        self._control_memo: dict[str, float] = {}
+        self._control_reused = False
+        self._resets = 0
         self.start_step = 0
         self._rng_state: torch.Tensor | None = None
         self._cuda_rng_state: torch.Tensor | None = None
@@ -179,7 +188,9 @@ class AugmentKDEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[np.ndarray, dict]:
         super().reset(seed=seed)
+        self._resets += 1
         fresh = self.distiller is None or self.config.student_reset == "episode"
+        from_snapshot = False
         generator = torch.Generator().manual_seed(int(self.np_random.integers(2 ** 62)))
         self._rng_state = generator.get_state()
         self._cuda_rng_state = None
@@ -206,6 +217,7 @@ class AugmentKDEnv(gym.Env):
                                      f"world has {steps} (snapshot_steps)")
                 self.start_step, state = snapshots[index]
                 self.distiller.load_training_state(state)
+                from_snapshot = True
         if self.config.reward == "paired" and self.config.paired_control == "trajectory":
             if self._control is None:
                 student = self.world.new_student()
@@ -213,6 +225,9 @@ class AugmentKDEnv(gym.Env):
                     self._control = (student, self.world.new_distiller(student))
             self._control[1].load_training_state(self.distiller.training_state())
             self._gap = 0.0
+            # a control from a snapshot can repeat another episode's; any other start is its own
+            self._control_key = f"snapshot {self.start_step}" if from_snapshot else f"reset {self._resets}"
+            self._control_pending = []
         self._order = self._episode_order()
         self._batch = 0
         self._decisions = []
@@ -257,6 +272,8 @@ class AugmentKDEnv(gym.Env):
         info["decided_rows"] = decided
         if self._last_control is not None:
             info["control_positions"] = self._last_control.tolist()
+            if self.config.paired_control == "trajectory":
+                info["control_reused"] = self._control_reused
         if terminated:
             info["episode_kept_indices"] = list(self._episode["kept"])
         return obs, float(reward), terminated, False, info
@@ -486,12 +503,13 @@ class AugmentKDEnv(gym.Env):
         if n_kept + n_target == 0:
             return 0.0, False, {}
         before = self._val
+        if self.config.step_seeds:
+            self._rng_state = torch.Generator().manual_seed(int(self.np_random.integers(2 ** 62))).get_state()
+            self._cuda_rng_state = None
         if self.config.reward == "paired" and self.config.paired_control == "trajectory":
-            student, distiller = self._control
             rng = self._rng_state.clone()
             self._last_control = self._control_positions(keep, n_kept)
-            self._step_on(self._last_control, distiller)
-            loss_control = self._paired_loss(self._validate(head=False, student=student))
+            loss_control = self._control_step(self._rows[torch.as_tensor(self._last_control, dtype=torch.long)])
             self._rng_state = rng
             terms = self._step_on(positions)
             self._val = self._validate(head=self.config.observations)
@@ -516,6 +534,34 @@ class AugmentKDEnv(gym.Env):
                 reward = before["val_loss"] - self._val["val_loss"]
         return float(reward), True, terms
 
+    def _control_step(self, rows: torch.Tensor) -> float:
+        """The trajectory control's step on the target rows and candidates ``rows`` (pool
+        indices) from the current random state, and its paired loss after it. The control's
+        state is a function of where the episode began and of every (target rows, candidate
+        rows, random state) it stepped on, so a history seen before reuses that loss; the
+        skipped steps are replayed only if the history later leaves the known ones."""
+        step = (self._target_rows.clone(), rows.clone(), self._rng_state.clone(),
+                None if self._cuda_rng_state is None else self._cuda_rng_state.clone())
+        digest = hashlib.sha1(self._control_key.encode())
+        for part in step:
+            if part is not None:
+                digest.update(part.numpy().tobytes())
+        self._control_key = digest.hexdigest()
+        self._control_reused = self._control_key in self._control_memo
+        if self._control_reused:
+            self._control_pending.append(step)
+            return self._control_memo[self._control_key]
+        student, distiller = self._control
+        rng, cuda_rng = self._rng_state, self._cuda_rng_state
+        for target_rows, candidate_rows, rng_state, cuda_state in self._control_pending + [step]:
+            self._rng_state, self._cuda_rng_state = rng_state, cuda_state
+            self._step_rows(target_rows, candidate_rows, distiller)
+        self._rng_state, self._cuda_rng_state = rng, cuda_rng
+        self._control_pending = []
+        loss = self._paired_loss(self._validate(head=False, student=student))
+        self._control_memo[self._control_key] = loss
+        return loss
+
     def _paired_loss(self, validation: dict) -> float:
         """What the paired reward compares (``paired_target``): the divergence from the teacher
         on the reward set, or the validation set's loss to its gold labels."""
@@ -534,11 +580,15 @@ class AugmentKDEnv(gym.Env):
     def _step_on(self, positions: np.ndarray, distiller: Distiller | None = None) -> dict:
         """One step of ``distiller`` (default: the episode's) on the target rows and the batch's
         candidates at ``positions``."""
+        return self._step_rows(self._target_rows, self._rows[torch.as_tensor(positions, dtype=torch.long)], distiller)
+
+    def _step_rows(self, target_rows: torch.Tensor, rows: torch.Tensor, distiller: Distiller | None = None) -> dict:
+        """One step of ``distiller`` (default: the episode's) on ``target_rows`` then candidates
+        ``rows`` (pool indices), with the env's random state."""
         parts = []
-        if len(self._target_rows):
-            parts.append((self.world.encoded.batch(self._target_rows, self.device), None))
-        if len(positions):
-            rows = self._rows[torch.as_tensor(positions, dtype=torch.long)]
+        if len(target_rows):
+            parts.append((self.world.encoded.batch(target_rows, self.device), None))
+        if len(rows):
             parts.append((self.world.encoded.batch(rows, self.device), None))
         with self._private_rng(), self._autocast():
             return (distiller or self.distiller).step_parts(parts, self.world.cache)

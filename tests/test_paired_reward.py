@@ -241,6 +241,50 @@ def test_an_env_without_observations_pays_the_same_rewards(flipped_world):
     assert all(np.array_equal(a, b) for a, b in zip(seeing.pool_views(), blind.pool_views()))
 
 
+def test_the_trajectory_control_reuses_a_repeated_history_and_pays_what_recomputing_pays(flipped_world):
+    """The trajectory control's loss is reused when its whole history (start, target rows, its
+    rows, random state) repeats, and the skipped steps are replayed when the history leaves the
+    known ones: every episode pays exactly what a fresh env pays. With ``step_seeds`` the
+    control's history no longer depends on what was kept, so every episode on a seed after the
+    first reuses it."""
+    world, _ = flipped_world
+
+    def first_half(rows, t):
+        return np.arange(len(rows)) < len(rows) // 2
+
+    def second_half(rows, t):
+        return ~first_half(rows, t)
+
+    def first_then_second(rows, t):  # the first episode's choices, then the second's
+        return first_half(rows, t) if t < 2 else second_half(rows, t)
+
+    def play(env, policy, seed):
+        env.reset(seed=seed)
+        rewards, reused, done, t = [], [], False, 0
+        while not done:
+            _, r, done, _, info = env.step(policy(env.batch_rows, t).astype(np.int8))
+            rewards.append(r)
+            reused.append(info["control_reused"])
+            t += 1
+        return rewards, reused
+
+    episodes = [(first_half, 0), (second_half, 0), (first_half, 0), (first_then_second, 0), (second_half, 1)]
+    for step_seeds in (False, True):
+        settings = {"paired_control": "trajectory", "step_seeds": step_seeds}
+        env = AugmentKDEnv(world=world.with_settings(**settings))
+        played = [play(env, policy, seed) for policy, seed in episodes]
+        fresh = [play(AugmentKDEnv(world=world.with_settings(**settings)), policy, seed)[0]
+                 for policy, seed in episodes]
+        assert [rewards for rewards, _ in played] == fresh
+        assert not any(played[0][1]) and all(played[2][1])  # a repeated episode reuses every step
+        assert not any(played[4][1])  # another seed: another history
+        if step_seeds:
+            assert all(played[1][1]) and all(played[3][1])
+        assert len({tuple(r) for r, _ in played}) == len(episodes) - 1  # only the repeat pays the same
+    with pytest.raises(ConfigError, match="step_seeds"):
+        AugmentKDConfig(task=world.config.task, step_seeds="yes")
+
+
 def test_the_paired_reward_can_compare_the_gold_labels_instead_of_the_teacher(flipped_world):
     world, flipped = flipped_world
     by_teacher = AugmentKDEnv(world=world)
