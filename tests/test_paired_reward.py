@@ -38,15 +38,29 @@ def flipped_world(toy_tasks, tiny_model_dir, augrl_cache, single_thread):
     return world, flipped
 
 
+@pytest.fixture(scope="module")
+def unlabelled_world(flipped_world):
+    """``flipped_world`` with 10 teacher-labelled unlabelled texts in its reward set."""
+    world, _ = flipped_world
+    return build_world(world.config.replace(reward_unlabelled=10), data=world.data, teacher=world.teacher,
+                       pool=world.pool)
+
+
+def _episode(env, keep_fn, seed):
+    """One episode from ``reset(seed=seed)`` keeping ``keep_fn(batch_rows, step)``: its rewards,
+    infos and observations, one per step."""
+    env.reset(seed=seed)
+    rewards, infos, observations, done = [], [], [], False
+    while not done:
+        obs, r, done, _, info = env.step(keep_fn(env.batch_rows, len(rewards)).astype(np.int8))
+        rewards.append(r)
+        infos.append(info)
+        observations.append(obs)
+    return rewards, infos, observations
+
+
 def _rewards(env, keep_fn, episodes=12):
-    rewards = []
-    for e in range(episodes):
-        env.reset(seed=e)
-        done = False
-        while not done:
-            _, r, done, _, _ = env.step(keep_fn(env.batch_rows).astype(np.int8))
-            rewards.append(r)
-    return np.asarray(rewards)
+    return np.asarray([r for e in range(episodes) for r in _episode(env, lambda rows, t: keep_fn(rows), e)[0]])
 
 
 def test_keeping_flipped_rows_has_negative_expected_reward(flipped_world):
@@ -166,16 +180,13 @@ def test_snapshot_schedule_errors(toy_tasks):
         AugmentKDConfig(task=str(toy_tasks["single_file"]), reward="accuracy")
 
 
-def test_unlabelled_target_texts_join_the_reward_set(flipped_world, toy_tasks):
-    from augrl.envs import AugmentKDEnv, build_world
-
+def test_unlabelled_target_texts_join_the_reward_set(flipped_world, unlabelled_world, toy_tasks):
     world, _ = flipped_world
     task = toy_tasks["single"]
     used = {i for split in (task.train, task.val, task.test) for i in split["idx"]}
     assert len(task.unlabelled) > 10 and not used & set(task.unlabelled["idx"])
     assert task.meta["sizes"]["unlabelled"] == len(task.unlabelled)
-    bigger = build_world(world.config.replace(reward_unlabelled=10), data=world.data, teacher=world.teacher,
-                         pool=world.pool)
+    bigger = unlabelled_world
     assert bigger.reward_set["unlabelled"] == 10 and bigger.reward_set["val"] == len(world.val)
     plain, extended = AugmentKDEnv(world=world), AugmentKDEnv(world=bigger)
     _, a = plain.reset(seed=0)
@@ -186,14 +197,9 @@ def test_unlabelled_target_texts_join_the_reward_set(flipped_world, toy_tasks):
                     pool=world.pool)
 
 
-def test_the_reward_can_be_measured_on_the_unlabelled_texts_alone(flipped_world):
-    import numpy as np
-
-    from augrl.envs import AugmentKDEnv, build_world
-
+def test_the_reward_can_be_measured_on_the_unlabelled_texts_alone(flipped_world, unlabelled_world):
     world, _ = flipped_world
-    bigger = build_world(world.config.replace(reward_unlabelled=10), data=world.data, teacher=world.teacher,
-                         pool=world.pool)
+    bigger = unlabelled_world
     n_val, n_extra = len(world.val), 10
     d_val = AugmentKDEnv(world=world).reset(seed=0)[1]["val_divergence"]
     d_all = AugmentKDEnv(world=bigger).reset(seed=0)[1]["val_divergence"]
@@ -210,26 +216,21 @@ def test_the_reward_can_be_measured_on_the_unlabelled_texts_alone(flipped_world)
         AugmentKDConfig(task=world.config.task, reward_on="val")
 
 
-def test_an_env_without_observations_pays_the_same_rewards(flipped_world):
+def test_an_env_without_observations_pays_the_same_rewards(flipped_world, unlabelled_world):
     """``observations=False`` skips the passes that build observations, not the reward's: the
     same episodes pay the same rewards and end in the same student, with zero observations."""
     world, flipped = flipped_world
-    bigger = build_world(world.config.replace(reward_unlabelled=10), data=world.data, teacher=world.teacher,
-                         pool=world.pool)
     for reward_on in ("unlabelled", "all"):
         settings = {"reward_on": reward_on, "paired_control": "trajectory"}
-        seeing = AugmentKDEnv(world=bigger.with_settings(**settings))
-        blind = AugmentKDEnv(world=bigger.with_settings(observations=False, **settings))
+        seeing = AugmentKDEnv(world=unlabelled_world.with_settings(**settings))
+        blind = AugmentKDEnv(world=unlabelled_world.with_settings(observations=False, **settings))
         for env in (seeing, blind):
             env.rewards = []
             for e in range(3):
-                obs, info = env.reset(seed=e)
-                done = False
-                while not done:
-                    obs, r, done, _, info = env.step(flipped[env.batch_rows].astype(np.int8))
-                    env.rewards.append(r)
-                    assert env.observation_space.contains(obs)
-            env.last_info = info
+                rewards, infos, observations = _episode(env, lambda rows, t: flipped[rows], e)
+                env.rewards += rewards
+                assert all(env.observation_space.contains(obs) for obs in observations)
+            env.last_info = infos[-1]
         assert seeing.rewards == blind.rewards and np.ptp(seeing.rewards) > 0
         assert not np.any(blind.reset(seed=0)[0]) and np.any(seeing.reset(seed=0)[0])
         for a, b in zip(seeing.student.parameters(), blind.student.parameters()):
@@ -259,14 +260,8 @@ def test_the_trajectory_control_reuses_a_repeated_history_and_pays_what_recomput
         return first_half(rows, t) if t < 2 else second_half(rows, t)
 
     def play(env, policy, seed):
-        env.reset(seed=seed)
-        rewards, reused, done, t = [], [], False, 0
-        while not done:
-            _, r, done, _, info = env.step(policy(env.batch_rows, t).astype(np.int8))
-            rewards.append(r)
-            reused.append(info["control_reused"])
-            t += 1
-        return rewards, reused
+        rewards, infos, _ = _episode(env, policy, seed)
+        return rewards, [info["control_reused"] for info in infos]
 
     episodes = [(first_half, 0), (second_half, 0), (first_half, 0), (first_then_second, 0), (second_half, 1)]
     for step_seeds in (False, True):
