@@ -507,21 +507,21 @@ class AugmentKDEnv(gym.Env):
             self._rng_state = torch.Generator().manual_seed(int(self.np_random.integers(2 ** 62))).get_state()
             self._cuda_rng_state = None
         if self.config.reward == "paired" and self.config.paired_control == "trajectory":
-            rng = self._rng_state.clone()
+            rng = self._random_state()
             self._last_control = self._control_positions(keep, n_kept)
             loss_control = self._control_step(self._rows[torch.as_tensor(self._last_control, dtype=torch.long)])
-            self._rng_state = rng
+            self._rng_state, self._cuda_rng_state = rng
             terms = self._step_on(positions)
             self._val = self._validate(head=self.config.observations)
             gap = loss_control - self._paired_loss(self._val)
             reward, self._gap = gap - self._gap, gap
         elif self.config.reward == "paired":
-            state, rng = self.distiller.training_state(), self._rng_state.clone()
+            state, rng = self.distiller.training_state(), self._random_state()
             control = self._last_control = self._control_positions(keep, n_kept)
             self._step_on(control)
             loss_control = self._paired_loss(self._validate(head=False))
             self.distiller.load_training_state(state)
-            self._rng_state = rng
+            self._rng_state, self._cuda_rng_state = rng
             terms = self._step_on(positions)
             self._val = self._validate(head=self.config.observations)
             reward = loss_control - self._paired_loss(self._val)
@@ -534,14 +534,19 @@ class AugmentKDEnv(gym.Env):
                 reward = before["val_loss"] - self._val["val_loss"]
         return float(reward), True, terms
 
+    def _random_state(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Copies of the env's CPU and CUDA random states, to give the kept step the control's
+        dropout draws on either device."""
+        cuda = None if self._cuda_rng_state is None else self._cuda_rng_state.clone()
+        return self._rng_state.clone(), cuda
+
     def _control_step(self, rows: torch.Tensor) -> float:
         """The trajectory control's step on the target rows and candidates ``rows`` (pool
         indices) from the current random state, and its paired loss after it. The control's
         state is a function of where the episode began and of every (target rows, candidate
         rows, random state) it stepped on, so a history seen before reuses that loss; the
         skipped steps are replayed only if the history later leaves the known ones."""
-        step = (self._target_rows.clone(), rows.clone(), self._rng_state.clone(),
-                None if self._cuda_rng_state is None else self._cuda_rng_state.clone())
+        step = (self._target_rows.clone(), rows.clone(), *self._random_state())
         digest = hashlib.sha1(self._control_key.encode())
         for part in step:
             if part is not None:

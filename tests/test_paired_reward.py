@@ -155,6 +155,28 @@ def test_paired_step_continues_from_the_kept_step(flipped_world):
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+@pytest.mark.parametrize("control", ["random", "trajectory"])
+def test_the_kept_step_starts_from_the_controls_random_states_on_both_devices(flipped_world, control, monkeypatch):
+    """On a GPU each step advances the CUDA random state as well as the CPU one; the kept step
+    must start from the same pair of states as the control did, or their dropout masks differ.
+    The CPU env has no CUDA state, so a stand-in one is advanced by every step here."""
+    world, flipped = flipped_world
+    env = AugmentKDEnv.from_world(world, paired_control=control)
+    env.reset(seed=2)
+    seen, step_rows = [], AugmentKDEnv._step_rows
+
+    def recording_step_rows(self, target_rows, rows, distiller=None):
+        seen.append((self._rng_state.clone(), self._cuda_rng_state.clone()))
+        self._cuda_rng_state = self._cuda_rng_state + 1  # what a CUDA dropout draw does to it
+        return step_rows(self, target_rows, rows, distiller)
+
+    monkeypatch.setattr(AugmentKDEnv, "_step_rows", recording_step_rows)
+    env._cuda_rng_state = torch.zeros(8, dtype=torch.uint8)
+    env.step(flipped[env.batch_rows].astype(np.int8))
+    (control_cpu, control_cuda), (kept_cpu, kept_cuda) = seen
+    assert torch.equal(control_cpu, kept_cpu) and torch.equal(control_cuda, kept_cuda)
+
+
 def test_snapshots_are_cached_and_reloaded(flipped_world, augrl_cache):
     from augrl.envs.world import build_snapshots
 
