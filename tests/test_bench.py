@@ -349,7 +349,7 @@ def test_presets_ship_the_ablations():
     clean = bench.load_preset("clean").resolve_methods()
     assert all(not m.options.get("pool") for m in clean.values()) and {"kd+random", "kd+reinforce", "kd+ppo"} <= set(clean)
     demo = bench.load_preset("demo").resolve_methods()
-    assert list(demo) == ["kd", "kd+oracle", "kd+random", "kd+reinforce"]
+    assert list(demo) == ["kd", "kd+oracle", "kd+random", "kd+rule-search-static-seeded"]
     for name, method in demo.items():  # the demo's rows are planted-heavy's own, so its lines are that preset's runs
         assert (method.config, method.options) == (heavy[name].config, heavy[name].options)
     datasize = bench.load_preset("datasize")
