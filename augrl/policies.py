@@ -355,7 +355,7 @@ def _bench_policy(ctx):
     pool by the policy's keep probability. A control student on a random subset of the same size
     is trained too; its test metrics are recorded under ``random_same_size`` and its time is not
     charged to the row."""
-    from augrl.selection.rows import detection, detection_curve, planted_flags, selection_budget, selection_world
+    from augrl.selection.rows import detection_curve, planted_flags, selection_budget, selection_record, selection_world
 
     cfg = ctx.options_config(PolicyConfig)
     pool = ctx.selection_pool()
@@ -373,8 +373,7 @@ def _bench_policy(ctx):
     start = time.perf_counter()
     control = ctx.distil(pool, keep=random_subset(len(pool), len(kept), ctx.cfg.seed))
     ctx.charged_seconds -= time.perf_counter() - start
-    outcome.extra.update(selection={"kept": len(kept), "pool": len(pool), "budget": budget,
-                                    "kept_fraction": len(kept) / len(pool), **detection(pool, scores, kept)},
+    outcome.extra.update(selection=selection_record(pool, kept, scores, budget),
                          policy_training={"env_steps": int(agent.num_timesteps), "updates": policy_updates(agent),
                                           "seconds": round(seconds, 2), "episodes": log.episodes,
                                           "env_precision": resolve_precision(world.config.precision,

@@ -49,6 +49,9 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
         assert sel["pool"] == n and sel["kept"] == n - planted  # every row keeps the oracle's share
         assert 0.0 <= sel["detection_auc"] <= 1.0 and sel["planted"] == planted
         assert r["train_size"] == 16 + sel["kept"]
+        kinds = sel["kept_by_provenance"]  # the pool's EDA rows and its planted ones
+        assert set(kinds) == {"eda", "planted"} and sum(kinds.values()) == sel["kept"]
+        assert kinds["planted"] == sel["planted_kept"]
     assert by["kd+oracle"]["selection"]["planted_kept"] == 0 and by["kd+oracle"]["selection"]["detection_auc"] == 1.0
     assert by["kd+reinforce"]["policy_training"]["updates"] == 2  # --max-steps 2: one episode of 2 steps, an update each
     assert "random_same_size" in by["kd+ppo"]

@@ -157,12 +157,27 @@ def detection_curve(pool, checkpoints: list[tuple[int, dict]], module, score) ->
     return curve
 
 
+def kept_by_provenance(pool, kept: list[int]) -> dict[str, int]:
+    """How many kept rows each provenance of the pool gave (``"eda"``, ``"source"``,
+    ``"other_domain"``, ``"planted"``...; every provenance of the pool listed, zeros included)."""
+    counts = {p: 0 for p in dict.fromkeys(pool.provenance)}
+    for i in kept:
+        counts[pool.provenance[int(i)]] += 1
+    return counts
+
+
+def selection_record(pool, kept: list[int], scores: np.ndarray, budget: float, **timing) -> dict:
+    """A selection row's ``selection`` record: sizes, what kinds of candidate were kept,
+    detection (planted pools), and ``timing`` (e.g. ``seconds``)."""
+    return {"kept": len(kept), "pool": len(pool), "budget": budget, "kept_fraction": len(kept) / len(pool),
+            **timing, "kept_by_provenance": kept_by_provenance(pool, kept), **detection(pool, scores, kept)}
+
+
 def finish(ctx, pool, kept: list[int], scores: np.ndarray, budget: float, seconds: float, **extra):
-    """Distil on target + kept and record the selection (sizes, detection, selector time)."""
+    """Distil on target + kept and record the selection (:func:`selection_record`, with the
+    selector's time)."""
     outcome = ctx.distil(pool, keep=kept)
-    outcome.extra.update(selection={"kept": len(kept), "pool": len(pool), "budget": budget,
-                                    "kept_fraction": len(kept) / len(pool), "seconds": round(seconds, 2),
-                                    **detection(pool, scores, kept)}, **extra)
+    outcome.extra.update(selection=selection_record(pool, kept, scores, budget, seconds=round(seconds, 2)), **extra)
     return outcome
 
 
