@@ -160,7 +160,7 @@ def detection_curve(pool, checkpoints: list[tuple[int, dict]], module, score) ->
 def kept_by_provenance(pool, kept: list[int]) -> dict[str, int]:
     """How many kept rows each provenance of the pool gave (``"eda"``, ``"source"``,
     ``"other_domain"``, ``"planted"``...; every provenance of the pool listed, zeros included)."""
-    counts = {p: 0 for p in dict.fromkeys(pool.provenance)}
+    counts = dict.fromkeys(pool.provenance, 0)
     for i in kept:
         counts[pool.provenance[int(i)]] += 1
     return counts
