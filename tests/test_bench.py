@@ -347,6 +347,10 @@ def test_presets_ship_the_ablations():
     budgeted = bench.load_preset("budgeted").resolve_methods()
     assert all(m.options["pool"]["budgeted"] == 3000 for name, m in budgeted.items() if name != "kd")
     clean = bench.load_preset("clean").resolve_methods()
+    # the seeded rule search is one method on every pool: only its pool differs between presets
+    seeded = [{k: v for k, v in p["kd+rule-search-static-seeded"].options.items() if k != "pool"}
+              for p in (heavy, budgeted, clean)]
+    assert seeded[0] == seeded[1] == seeded[2] and seeded[0]["env"]["step_seeds"] is True
     assert all(not m.options.get("pool") for m in clean.values()) and {"kd+random", "kd+reinforce", "kd+ppo"} <= set(clean)
     demo = bench.load_preset("demo").resolve_methods()
     assert list(demo) == ["kd", "kd+oracle", "kd+random", "kd+rule-search-static-seeded"]
