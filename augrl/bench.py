@@ -53,6 +53,7 @@ import json
 import os
 import socket
 import sys
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -420,10 +421,17 @@ def _write_holder(fd: int, run: PlannedRun) -> None:
 # ----------------------------------------------------------------------------- the bench loop
 
 
+#: The bench redraws its PNGs after a run only when this many seconds have passed since it last
+#: drew them (the tables are rewritten after every run, the PNGs always at the end): drawing is
+#: most of what a rebuild costs, nothing beside a real run but much of a tiny smoke bench's time.
+PLOT_EVERY_S = 60.0
+
+
 def run_bench(settings: BenchSettings, base: RunConfig, out: str | Path, progress: bool = True,
               max_steps: int | None = None, on_record: Callable[[dict], None] | None = None,
               log: Callable[[str], None] | None = None) -> dict:
-    """Run what ``out/results.jsonl`` lacks of the bench; rebuild the report after each run.
+    """Run what ``out/results.jsonl`` lacks of the bench; rebuild the tables after each run and
+    the PNGs after a run at most every :data:`PLOT_EVERY_S` seconds and at the end.
 
     Each run is claimed (:func:`claim_run`) before it starts: a run another live process holds
     is skipped and, when the rest is done, waited for; a claim whose holder died is taken over.
@@ -472,10 +480,11 @@ def run_bench(settings: BenchSettings, base: RunConfig, out: str | Path, progres
     shared: SharedSeed | None = None
     bar = tqdm(total=len(todo), desc="bench", unit="run", file=sys.stderr, disable=not progress, dynamic_ncols=True)
     current = None
+    drawn_at = -float("inf")  # the first run's PNGs are drawn at once
 
     def attempt(run: PlannedRun, wait: bool) -> bool:
         """Claim and run ``run`` unless it is finished; False when another process holds it."""
-        nonlocal shared
+        nonlocal shared, drawn_at
         claim = claim_run(out, run, wait=wait)
         if claim is None:
             return False
@@ -498,7 +507,10 @@ def run_bench(settings: BenchSettings, base: RunConfig, out: str | Path, progres
             release_claim(claim)
         if on_record is not None:
             on_record(record)
-        _write_report(out, path)
+        draw = time.monotonic() - drawn_at >= PLOT_EVERY_S
+        _write_report(out, path, plots=draw)
+        if draw:
+            drawn_at = time.monotonic()
         return True
 
     try:
@@ -521,6 +533,8 @@ def run_bench(settings: BenchSettings, base: RunConfig, out: str | Path, progres
     except KeyboardInterrupt:
         say(f"bench: interrupted during {current.label() if current else 'start-up'}; {len(ran)} new line(s) kept "
             f"in {path}; run the same command again to finish the remaining runs")
+        if ran:
+            _write_report(out, path)  # the PNGs too, which may lag the tables by a few runs
         raise
     finally:
         bar.close()
@@ -530,12 +544,13 @@ def run_bench(settings: BenchSettings, base: RunConfig, out: str | Path, progres
             "bad_lines": [{"line": n, "problem": p} for n, p in bad], "report": report}
 
 
-def _write_report(out: Path, results: Path) -> dict:
-    """Rebuild the bench's tables and plots; a full disk is a clear error that keeps the results."""
+def _write_report(out: Path, results: Path, plots: bool = True) -> dict:
+    """Rebuild the bench's tables (and, with ``plots``, its PNGs); a full disk is a clear error
+    that keeps the results."""
     from augrl.report import write_report
 
     try:
-        return write_report(out, quiet=True)
+        return write_report(out, quiet=True, plots=plots)
     except DiskFullError:
         raise
     except OSError as err:

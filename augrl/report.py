@@ -708,15 +708,14 @@ def search_plots(trials: list[dict], folder: Path) -> list[str]:
     return out
 
 
-def write_report(folder: str | Path, quiet: bool = False) -> dict:
+def write_report(folder: str | Path, quiet: bool = False, plots: bool = True) -> dict:
     """Rebuild ``table.md``, ``table.csv`` and the PNGs of ``folder`` from its results.jsonl.
 
     Returns ``{"table_md", "table_csv", "plots", "notes", "rows"}``; with ``quiet`` False the
-    notes (lines skipped...) are also printed to stderr.
+    notes (lines skipped...) are also printed to stderr. With ``plots`` False the PNGs are left
+    as they are and ``plots`` is empty (drawing them takes far longer than writing the tables).
     """
     import sys
-
-    from augrl.plots import plot_bench_bars, plot_detection_curves, plot_metric_vs_shots
 
     folder = Path(folder)
     signal = signal_markdown(folder) if (folder / "results.jsonl").is_file() else ""
@@ -726,6 +725,35 @@ def write_report(folder: str | Path, quiet: bool = False) -> dict:
     records, notes = load_records(folder)
     rows, more = summarise(records)
     notes += more
+    trials, finals = load_search(folder)
+    drawn = _draw_plots(folder, rows, records, trials) if plots else []
+    text = markdown(rows, notes) if rows or not trials else ""
+    selection = selection_markdown(rows, records)
+    if selection:
+        text += "\n" + selection
+    gates = gates_markdown(rows, records)
+    if gates:
+        text += "\n" + gates
+    timings = timings_markdown(records)
+    if timings:
+        text += "\n" + timings
+    if trials:
+        text += search_markdown(trials, finals)
+    md = _write(folder / "table.md", text)
+    table_csv = _write(folder / "table.csv", csv_text(rows))
+    if not quiet:
+        for note in notes:
+            print(f"report: {note}", file=sys.stderr)
+    return {"table_md": str(md), "table_csv": str(table_csv), "plots": drawn, "notes": notes,
+            "rows": [{"task": r.task, "shots": r.shots, "method": r.label, "seeds": len(r.seeds),
+                      **{m: round(r.mean(m), 6) for m in r.values}} for r in rows]}
+
+
+def _draw_plots(folder: Path, rows: list[Row], records: list[dict], trials: list[dict]) -> list[str]:
+    """The PNGs of :func:`write_report`: a bar chart per task and shots, a data-size curve per
+    task with several shots, detection curves of planted pools, the search's trials."""
+    from augrl.plots import plot_bench_bars, plot_detection_curves, plot_metric_vs_shots
+
     plots = []
     blocks = _blocks(rows)
     shots_per_task: dict[str, list[int]] = {}
@@ -744,25 +772,6 @@ def write_report(folder: str | Path, quiet: bool = False) -> dict:
         name = _slug(task) if len(shots_per_task.get(task, [shots])) == 1 else f"{_slug(task)}-{shots}shots"
         plots.append(str(plot_detection_curves(curves, folder / f"{name}-detection.png",
                                                f"{task}, {shots} shots per class: finding the planted candidates")))
-    trials, finals = load_search(folder)
-    text = markdown(rows, notes) if rows or not trials else ""
-    selection = selection_markdown(rows, records)
-    if selection:
-        text += "\n" + selection
-    gates = gates_markdown(rows, records)
-    if gates:
-        text += "\n" + gates
-    timings = timings_markdown(records)
-    if timings:
-        text += "\n" + timings
     if trials:
-        text += search_markdown(trials, finals)
         plots += search_plots(trials, folder)
-    md = _write(folder / "table.md", text)
-    table_csv = _write(folder / "table.csv", csv_text(rows))
-    if not quiet:
-        for note in notes:
-            print(f"report: {note}", file=sys.stderr)
-    return {"table_md": str(md), "table_csv": str(table_csv), "plots": plots, "notes": notes,
-            "rows": [{"task": r.task, "shots": r.shots, "method": r.label, "seeds": len(r.seeds),
-                      **{m: round(r.mean(m), 6) for m in r.values}} for r in rows]}
+    return plots

@@ -434,6 +434,25 @@ def test_a_registered_method_reuses_the_seed_pool_and_a_budget_change_reruns_aug
         methods._REGISTRY.pop("test-keep", None)
 
 
+def test_the_tables_follow_every_run_and_the_pngs_lag_them_by_at_most_plot_every_s(toy_tasks, base, tmp_path,
+                                                                                   monkeypatch):
+    monkeypatch.setattr(bench, "PLOT_EVERY_S", 1e9)
+    png, md = tmp_path / "toy.png", tmp_path / "table.md"
+    seen = []
+
+    def look(record):  # called once a run's line is written, before the bench rebuilds its report
+        seen.append((record["method"], md.read_text() if md.exists() else "",
+                     png.stat().st_mtime_ns if png.exists() else None))
+
+    bench.run_bench(_settings(toy_tasks, ["kd", "student_ft", "kd+eda"]), base, tmp_path, progress=False,
+                    on_record=look, log=lambda _: None)
+    assert [m for m, _, _ in seen] == ["kd", "student_ft", "kd+eda"] and seen[0][1:] == ("", None)
+    assert "| kd |" in seen[1][1] and "| student_ft |" not in seen[1][1] and "| student_ft |" in seen[2][1]
+    # the first run drew the PNG; the second, within PLOT_EVERY_S of it, did not; the end did
+    assert seen[1][2] is not None and seen[2][2] == seen[1][2] < png.stat().st_mtime_ns
+    assert "| kd+eda |" in md.read_text()
+
+
 def test_every_builtin_method_runs(toy_tasks, tiny_model_dir, base, tmp_path):
     from augrl.l2a import L2AConfig
 
