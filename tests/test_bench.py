@@ -458,8 +458,13 @@ def test_every_builtin_method_runs(toy_tasks, tiny_model_dir, base, tmp_path):
 
     names = [n for n in bench.names() if not n.startswith("test-")]
     planted = {"pool": {"planted": 0.25, "planted_kinds": ["flip", "shuffle"]}}  # the oracle needs planted rows
+    # kd+l2a runs its default episodes; its three ablations run 3 (their pools and switches are
+    # what they check, and 30 episodes each were a fifth of this test's time)
+    short = {"episodes": 3}
     settings = _settings(toy_tasks, names, augmenter_params={"cbert": {"epochs": 1}},
-                         define={"kd+oracle": {"base": "kd+oracle", "options": planted}})
+                         define={"kd+oracle": {"base": "kd+oracle", "options": planted},
+                                 **{n: {"base": n, "options": short} for n in ("kd+l2a-nosrc", "kd+l2a-notgt",
+                                                                                  "kd+l2a-nogen")}})
     tiny = base.with_max_steps(1)
     start = time.perf_counter()
     bench.run_bench(settings, tiny, tmp_path, progress=False, max_steps=1, log=lambda _: None)
@@ -487,7 +492,8 @@ def test_every_builtin_method_runs(toy_tasks, tiny_model_dir, base, tmp_path):
     assert l2a["selection"]["pool"] == l2a["pool"]["size"] == 32 and l2a["candidates"] == l2a["selection"]["kept"]
     assert len(l2a["episodes"]) == L2AConfig().episodes and l2a["generator_updates"]
     assert records["kd+l2a-noselector"]["candidates"] == 32 and records["kd+l2a-noselector"]["episodes"] == []
-    assert records["kd+l2a-nogen"]["generator_updates"] == [] and len(records["kd+l2a-nogen"]["episodes"]) == L2AConfig().episodes
+    assert records["kd+l2a-nogen"]["generator_updates"] == [] and len(records["kd+l2a-nogen"]["episodes"]) == 3
+    assert len(records["kd+l2a-nosrc"]["episodes"]) == len(records["kd+l2a-notgt"]["episodes"]) == 3
     assert records["kd+l2a-nosrc"]["pool"]["source"] == 0
     assert records["kd+l2a-notgt"]["pool"]["target"] == 0 and records["kd+l2a-notgt"]["pool"]["source"] == 32
     # policy rows: trained on the shared eda pool, with a random-kept control of the same size
@@ -512,7 +518,8 @@ def test_every_builtin_method_runs(toy_tasks, tiny_model_dir, base, tmp_path):
 @pytest.mark.integration
 def test_bench_rt_with_minilm(data_root, augrl_cache, tmp_path, capsys):
     out = tmp_path / "bench"
-    argv = ["bench", "--task", "rt", "--methods", "kd,kd+eda", "--seeds", "1", "--shots", "8", "--max-steps", "5",
+    # --max-steps 3 and 8 shots: the real-RT tests of test_integration.py share this teacher (augrl_cache)
+    argv = ["bench", "--task", "rt", "--methods", "kd,kd+eda", "--seeds", "1", "--shots", "8", "--max-steps", "3",
             "--quiet", "--json", "--out", str(out)]
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

@@ -67,7 +67,9 @@ def test_tasks_json_lists_every_task_with_counts(data_root, capsys):
     assert len(rows) >= 11 and rows["rt"]["rows"]["test"] == 2000 and rows["cikm"]["kind"] == "pair_classification"
 
 
-def test_distill_rt_with_minilm_end_to_end(data_root, capsys):
+# The real-RT tests fine-tune one teacher between them: the same split (8 shots, seed 0) and
+# `--max-steps 3` (which caps the teacher's fine-tuning too) in the session's cache (augrl_cache).
+def test_distill_rt_with_minilm_end_to_end(data_root, augrl_cache, capsys):
     argv = ["distill", "--task", "rt", "--shots", "8", "--seed", "0", "--max-steps", "3", "--json", "--quiet"]
     assert main(argv) == 0
     rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -75,9 +77,9 @@ def test_distill_rt_with_minilm_end_to_end(data_root, capsys):
     assert rec["params"]["teacher"] == 22713986 and 15_000_000 < rec["params"]["student"] < 16_000_000
 
 
-def test_kd_with_the_l2a_objective_on_minilm(data_root, capsys):
+def test_kd_with_the_l2a_objective_on_minilm(data_root, augrl_cache, capsys):
     """Cached MiniLM hidden states and attention scores of the mapped layers 3 and 6."""
-    argv = ["distill", "--task", "rt", "--shots", "8", "--max-steps", "2", "--json", "--quiet",
+    argv = ["distill", "--task", "rt", "--shots", "8", "--max-steps", "3", "--json", "--quiet",
             "--objective", "attention_mse=1,hidden_mse=1,dark_ce=1"]
     assert main(argv) == 0
     rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -86,11 +88,15 @@ def test_kd_with_the_l2a_objective_on_minilm(data_root, capsys):
     assert first["attention_mse"] > 0 and first["hidden_mse"] > 0 and first["dark_ce"] >= 0
 
 
-def test_metakd_on_amazon_domains(data_root, capsys):
+def test_metakd_on_amazon_domains(data_root, augrl_cache, tmp_path, capsys):
+    # reviews cut at 64 tokens: most of this test's time is the teacher's and the student's
+    # passes over the test reviews, which 128 tokens would double
+    (tmp_path / "short.yaml").write_text("teacher_train: {max_length: 64}\n")
     argv = ["distill", "--task", "amazon-books", "--method", "metakd", "--shots", "4", "--max-steps", "2",
-            "--option", "source_shots=4", "--json", "--quiet"]
+            "--option", "source_shots=4", "--config", str(tmp_path / "short.yaml"), "--json", "--quiet"]
     assert main(argv) == 0
     rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rec["domains"] == ["books", "dvd", "electronics"] and rec["meta_train_size"] == 8 + 2 * 8
+    assert rec["config"]["teacher_train"]["max_length"] == 64
     assert 0.0 < rec["expertise_weight_mean"] < 2.0
     assert "domain_transfer" in rec["stages"]["student"]["history"][0]
