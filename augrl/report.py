@@ -331,8 +331,9 @@ def selection_markdown(rows: list[Row], records: list[dict]) -> str:
     (AUC of the row's scores, the AUC a learned selector had reached within
     :data:`DETECTION_GATE_STEPS` environment steps, share of the planted in the lowest-scored
     third, planted kept) and
-    the cost of learned selectors (env steps, policy updates, seconds per run). Empty when no
-    record has a ``selection``."""
+    the cost of learned selectors (env steps, policy updates, seconds per run); where a block's
+    lines record ``kept_by_provenance``, also what each row kept of each kind of candidate
+    (mean over the seeds that record it). Empty when no record has a ``selection``."""
     if not any(r.get("selection") for r in records):
         return ""
     lines = ["# Selection", "",
@@ -349,9 +350,12 @@ def selection_markdown(rows: list[Row], records: list[dict]) -> str:
             continue
         metric = _metrics(block)[0]
         refs = [row for row in block if row.method == SELECTION_REFERENCE]
+        kinds = any((r.get("selection") or {}).get("kept_by_provenance")
+                    for row in block for r in by_row.get((row.task, row.shots, row.method, row.settings), []))
         lines += [f"## {task}, {shots} shots per class", "",
                   f"| method | {metric} | Δ vs random | p | kept | detection AUC | AUC by {DETECTION_GATE_STEPS} steps "
-                  "| lowest third | planted kept | env steps | updates | s/run |", "|---|" + "---|" * 11]
+                  "| lowest third | planted kept | env steps | updates | s/run |" + (" kept by kind |" if kinds else ""),
+                  "|---|" + "---|" * (12 if kinds else 11)]
         for row in block:
             recs = by_row.get((row.task, row.shots, row.method, row.settings), [])
             sel = [r.get("selection") or {} for r in recs]
@@ -366,9 +370,20 @@ def selection_markdown(rows: list[Row], records: list[dict]) -> str:
                 _fmt(_mean([x.get("planted_in_lowest_third") for x in sel])),
                 _fmt0(_mean([x.get("planted_kept") for x in sel])),
                 _fmt0(_mean([t.get("env_steps") for t in training])), _fmt0(_mean([t.get("updates") for t in training])),
-                _fmt0(_mean([t.get("seconds") for t in training]))]) + " |")
+                _fmt0(_mean([t.get("seconds") for t in training]))] + ([kept_by_kind(sel)] if kinds else [])) + " |")
         lines.append("")
     return "\n".join(lines)
+
+
+def kept_by_kind(selections: list[dict]) -> str:
+    """``"other_domain 166, source 147, l2a 5, eda 2"``: the mean number of kept candidates of
+    each kind over the selections that record ``kept_by_provenance``, most first; "-" if none do."""
+    counts = [s["kept_by_provenance"] for s in selections if s.get("kept_by_provenance")]
+    if not counts:
+        return "-"
+    kinds = dict.fromkeys(k for c in counts for k in c)
+    means = {k: sum(c.get(k, 0) for c in counts) / len(counts) for k in kinds}
+    return ", ".join(f"{k} {v:.0f}" for k, v in sorted(means.items(), key=lambda kv: -kv[1]))
 
 
 #: issue 17's student gate: a learned selector keeps candidates worth this much over random-kept

@@ -84,7 +84,13 @@ def test_selection_rows_keep_the_oracle_share_and_record_detection(toy_tasks, ba
     lines = {line.split(" | ")[0].lstrip("| "): line for line in section.splitlines() if line.startswith("| kd")}
     assert set(lines) == set(rows)
     assert " | 1.0000 | " in lines["kd+oracle"] and lines["kd+random"].split(" | ")[2] == "-"
-    assert lines["kd+reinforce"].split(" | ")[-3] == "2"  # env steps
+    header = next(line for line in section.splitlines() if line.startswith("| method")).strip("| ").split(" | ")
+    cell = {name: dict(zip(header, line.strip("| ").split(" | "))) for name, line in lines.items()}
+    assert cell["kd+reinforce"]["env steps"] == "2"
+    # what each row kept of each kind, most first: the oracle every EDA row and no planted one
+    assert cell["kd+oracle"]["kept by kind"] == f"eda {n - planted}, planted 0"
+    counts = [part.rsplit(" ", 1) for part in cell["kd+random"]["kept by kind"].split(", ")]
+    assert {k for k, _ in counts} == {"eda", "planted"} and sum(int(v) for _, v in counts) == n - planted
     auc_by_500 = float(lines["kd+reinforce"].split(" | ")[6])
     assert auc_by_500 == pytest.approx(by["kd+reinforce"]["policy_training"]["detection_curve"][-1]["detection_auc"],
                                        abs=1e-4) and lines["kd+random"].split(" | ")[6] == "-"
