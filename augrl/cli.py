@@ -428,6 +428,23 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
+def bench_settings(args: argparse.Namespace):
+    """The :class:`~augrl.bench.BenchSettings` and the base run config that ``augrl bench``'s
+    parsed ``args`` ask for (a preset, changed by the flags given)."""
+    from augrl import bench
+
+    settings = bench.load_preset(args.preset) if args.preset else bench.BenchSettings()
+    params = settings.augmenter_params
+    for name, values in _aug_params(args.aug_param).items():
+        params = {**params, name: {**params.get(name, {}), **values}}
+    settings = settings.replace(tasks=args.task, methods=args.methods, seeds=args.seeds, shots=args.shots,
+                                variants=args.variants, augmenter_params=params)
+    # the bench sets task, shots and seed per run; the rest of the run config comes from the flags
+    cfg = _run_config(argparse.Namespace(**{**vars(args), "task": None, "shots": None, "seed": None, "student": None,
+                                            "teacher": args.teacher or settings.teacher}))
+    return settings, cfg
+
+
 def cmd_bench(args: argparse.Namespace) -> None:
     from augrl import bench
 
@@ -439,15 +456,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         return
     if not args.out:
         raise AugrlError("augrl bench needs --out DIR (results.jsonl, table.md, table.csv and plots go there)")
-    settings = bench.load_preset(args.preset) if args.preset else bench.BenchSettings()
-    params = settings.augmenter_params
-    for name, values in _aug_params(args.aug_param).items():
-        params = {**params, name: {**params.get(name, {}), **values}}
-    settings = settings.replace(tasks=args.task, methods=args.methods, seeds=args.seeds, shots=args.shots,
-                                variants=args.variants, augmenter_params=params)
-    # the bench sets task, shots and seed per run; the rest of the run config comes from the flags
-    cfg = _run_config(argparse.Namespace(**{**vars(args), "task": None, "shots": None, "seed": None, "student": None,
-                                            "teacher": args.teacher or settings.teacher}))
+    settings, cfg = bench_settings(args)
     signal.signal(signal.SIGTERM, _interrupt)  # `kill` (or a batch scheduler's time limit) stops it like Ctrl-C
     summary = bench.run_bench(settings, cfg, args.out, progress=not args.quiet, max_steps=args.max_steps,
                               on_record=lambda r: print(_summary(r), file=sys.stderr if args.json else sys.stdout,

@@ -129,3 +129,36 @@ def test_oracle_needs_a_planted_pool_and_bad_settings_fail_before_training(toy_t
                                   define={"kd+random": {"base": "kd+random", "options": options}})
         with pytest.raises(ConfigError, match=message):
             bad.resolve_methods()
+
+
+def test_selection_mix_replays_what_each_ranker_row_kept(toy_tasks, tiny_model_dir, augrl_cache, tmp_path, capsys):
+    """scripts/selection_mix.py, on the flags of a bench, reports the kinds each ranker row of
+    that bench kept (its result line's selection.kept_by_provenance), without a final student."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    from augrl.cli import main
+
+    rows = ["kd+random", "kd+confidence", "kd+valsim"]
+    preset = tmp_path / "preset.yaml"
+    preset.write_text(yaml.safe_dump({"tasks": [str(toy_tasks["single_file"])], "shots": [8], "seeds": 1,
+                                      "methods": ["kd", *rows], "define": _define(rows)}))
+    flags = ["--preset", str(preset), "--teacher", str(tiny_model_dir), "--epochs", "1", "--batch-size", "8",
+             "--max-steps", "2", "--device", "cpu", "--quiet"]
+    assert main(["bench", *flags, "--out", str(tmp_path / "bench")]) == 0
+    lines = {r["method"]: r["selection"]["kept_by_provenance"]
+             for r in read_jsonl(tmp_path / "bench" / "results.jsonl")[0] if r.get("selection")}
+    capsys.readouterr()
+    path = Path(__file__).resolve().parents[1] / "scripts" / "selection_mix.py"
+    spec = importlib.util.spec_from_file_location("selection_mix", path)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert script.main([*flags, "--save", str(tmp_path / "mix.json")]) == 0
+    replayed = {r["method"]: r["kept_by_provenance"] for r in json.loads((tmp_path / "mix.json").read_text())}
+    assert set(replayed) == set(rows) and replayed == lines
+    assert all(set(kinds) == {"eda", "planted"} for kinds in replayed.values())
+    assert f"kd+confidence: kept {sum(lines['kd+confidence'].values())} of " in capsys.readouterr().out
+    assert script.main([*flags, "--methods", "kd"]) == 2  # kd keeps nothing: no ranker row to replay

@@ -181,7 +181,9 @@ def finish(ctx, pool, kept: list[int], scores: np.ndarray, budget: float, second
     return outcome
 
 
-def _ranker_row(ctx):
+def ranker_selection(ctx) -> tuple[object, list[int], np.ndarray, float, float]:
+    """What a ranker row (``options.ranker``) keeps of its pool, before any final student:
+    ``(pool, kept, scores, budget, seconds)``."""
     from augrl.selection.rankers import get_ranker, select_scores
 
     pool = ctx.selection_pool()
@@ -196,7 +198,11 @@ def _ranker_row(ctx):
         world = selection_world(ctx, pool, budget)
         student = warm_student(world) if name in ("teacher_student_kl", "influence") else None
         kept, scores = select_scores(world, ranker, budget, student=student, seed=ctx.cfg.seed)
-    return finish(ctx, pool, kept, scores, budget, time.perf_counter() - start)
+    return pool, kept, scores, budget, time.perf_counter() - start
+
+
+def _ranker_row(ctx):
+    return finish(ctx, *ranker_selection(ctx))
 
 
 def _oracle_row(ctx):
