@@ -288,11 +288,17 @@ def run_one(run: PlannedRun, shared: SharedSeed, settings: BenchSettings, progre
     return run_outcome(run, shared, settings, progress, max_steps, evaluate_test)[0]
 
 
+def bench_run(run: PlannedRun, shared: SharedSeed, settings: BenchSettings, progress: bool = True,
+              max_steps: int | None = None) -> BenchRun:
+    """The context a planned run's method runs in: its seed's shared things and the bench's
+    augmentation budget and settings."""
+    return BenchRun(run.method, run.cfg, shared, settings.variants, settings.augmenter_params, progress, max_steps)
+
+
 def run_outcome(run: PlannedRun, shared: SharedSeed, settings: BenchSettings, progress: bool = True,
                 max_steps: int | None = None, evaluate_test: bool = True) -> tuple[dict, Outcome]:
     """:func:`run_one`, also handing back the method's :class:`Outcome` (its trained model)."""
-    ctx = BenchRun(run.method, run.cfg, shared, settings.variants, settings.augmenter_params, progress, max_steps)
-    record, outcome = run_in(ctx, "bench", evaluate_test)
+    record, outcome = run_in(bench_run(run, shared, settings, progress, max_steps), "bench", evaluate_test)
     record["config_hash"] = run.key[-1]
     return record, outcome
 

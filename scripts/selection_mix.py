@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(["bench", *argv])
 
     from augrl import bench
-    from augrl.methods import BenchRun, SharedSeed
+    from augrl.methods import SharedSeed
+    from augrl.report import kept_by_kind
     from augrl.selection.rows import kept_by_provenance, ranker_selection
 
     bench.import_modules(args.import_modules)
@@ -53,16 +54,14 @@ def main(argv: list[str] | None = None) -> int:
         if shared is None or shared.key != (run.task, run.shots, run.seed):
             shared = None  # free the previous seed's teacher and pools first
             shared = SharedSeed(base.replace(task=run.task, shots=run.shots, seed=run.seed), not args.quiet)
-        ctx = BenchRun(run.method, run.cfg, shared, settings.variants, settings.augmenter_params, not args.quiet,
-                       args.max_steps)
-        pool, kept, _, budget, seconds = ranker_selection(ctx)
+        pool, kept, _, budget, seconds = ranker_selection(bench.bench_run(run, shared, settings, not args.quiet,
+                                                                          args.max_steps))
         kinds = kept_by_provenance(pool, kept)
         row = {"task": run.task, "shots": run.shots, "seed": run.seed, "method": run.method.name, "pool": len(pool),
                "kept": len(kept), "budget": budget, "kept_by_provenance": kinds, "seconds": round(seconds, 2)}
         rows.append(row)
-        mix = ", ".join(f"{k} {v}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
-        print(f"{run.task} seed={run.seed} shots={run.shots} {run.method.name}: kept {len(kept)} of {len(pool)}: {mix}",
-              flush=True)
+        print(f"{run.task} seed={run.seed} shots={run.shots} {run.method.name}: kept {len(kept)} of {len(pool)}: "
+              f"{kept_by_kind([{'kept_by_provenance': kinds}])}", flush=True)
     if save is not None:
         write_file_atomically(save, lambda tmp: Path(tmp).write_text(json.dumps(rows, indent=2)))
     return 0
